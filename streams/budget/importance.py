@@ -1,0 +1,275 @@
+"""Importance scoring: how much a message matters to the session's current task.
+
+Scorers sit behind the `Scorer` port. Two are built on an `Embedder` port (sentence-transformers
+in production, see `streams.adapters.embedding`):
+
+- `CosineRecencyScorer`, the baseline rule: cosine(task, message) + 0.1 × relative position.
+- `EvidenceScorer`, the default: long messages are split into passages and scored by their best
+  passage (a fact buried in a 2,000-token tool result is not averaged away, and nothing falls past
+  the model's 256-word-piece window), blended with exact term overlap on the rarer words of the
+  task (names, numbers, identifiers that embeddings blur), plus the same small recency term.
+
+`LexicalScorer` needs no model: the fallback when no embedder is configured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streams.budget.model import Message
+
+Vector = NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors."""
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """One normalised row per text."""
+        ...
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Scores messages for a task; higher means keep."""
+
+    def score(self, task: str, messages: Sequence[Message]) -> list[float]:
+        """One score per message, comparable within one call."""
+        ...
+
+
+def relative_positions(n: int) -> list[float]:
+    """0 for the oldest message up to 1 for the newest."""
+    if n <= 1:
+        return [1.0] * n
+    return [i / (n - 1) for i in range(n)]
+
+
+class EmbeddingCache:
+    """Vectors per text digest, so a message is embedded once per process (bounded, FIFO)."""
+
+    def __init__(self, embedder: Embedder, max_entries: int = 200_000) -> None:
+        self.embedder = embedder
+        self.max_entries = max_entries
+        self._vectors: dict[bytes, Vector] = {}
+        self.misses = 0
+
+    def vectors(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Embeddings of `texts`, computing only those not cached, in one batch."""
+        keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._vectors))
+        if missing:
+            wanted = {k: t for k, t in zip(keys, texts, strict=True) if k in set(missing)}
+            fresh = self.embedder.embed([wanted[k] for k in missing])
+            self.misses += len(missing)
+            for key, vector in zip(missing, fresh, strict=True):
+                self._vectors[key] = vector
+            while len(self._vectors) > self.max_entries:
+                self._vectors.pop(next(iter(self._vectors)))
+        if not keys:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._vectors[k] for k in keys])
+
+
+class CosineRecencyScorer:
+    """The baseline rule: cosine similarity to the task plus `recency` × relative position."""
+
+    def __init__(self, embedder: Embedder, recency: float = 0.1) -> None:
+        self.cache = EmbeddingCache(embedder)
+        self.recency = recency
+
+    def score(self, task: str, messages: Sequence[Message]) -> list[float]:
+        """Cosine to the task plus recency."""
+        if not messages:
+            return []
+        vectors = self.cache.vectors([task, *(m.text for m in messages)])
+        cosine = vectors[1:] @ vectors[0]
+        return [
+            float(c) + self.recency * p
+            for c, p in zip(cosine, relative_positions(len(messages)), strict=True)
+        ]
+
+
+_SENTENCE = re.compile(r"(?<=[.!?;\n])\s+")
+_TERM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-.:/]*[A-Za-z0-9]|\d")
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "their",
+        "there",
+        "these",
+        "this",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "we",
+        "our",
+        "us",
+        "they",
+        "them",
+        "he",
+        "she",
+        "his",
+        "her",
+        "not",
+        "no",
+        "yes",
+        "can",
+        "could",
+        "should",
+        "would",
+        "about",
+        "into",
+        "over",
+        "after",
+        "before",
+        "than",
+        "then",
+        "so",
+        "if",
+        "any",
+        "all",
+        "some",
+        "more",
+        "most",
+        "other",
+    ]
+)
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased content words, identifiers and numbers of a text."""
+    return [t for t in (m.lower() for m in _TERM.findall(text)) if t not in _STOP]
+
+
+def passages(text: str, max_words: int = 48) -> list[str]:
+    """Split a text into passages of whole sentences, each at most about `max_words` words."""
+    out: list[str] = []
+    current: list[str] = []
+    size = 0
+    for sentence in _SENTENCE.split(text):
+        words = sentence.split()
+        if not words:
+            continue
+        while len(words) > max_words:
+            if current:
+                out.append(" ".join(current))
+                current, size = [], 0
+            out.append(" ".join(words[:max_words]))
+            words = words[max_words:]
+        if size + len(words) > max_words and current:
+            out.append(" ".join(current))
+            current, size = [], 0
+        current.extend(words)
+        size += len(words)
+    if current:
+        out.append(" ".join(current))
+    return out or [text]
+
+
+class EvidenceScorer:
+    """Best-passage similarity, blended with rare-term overlap, plus recency (the default)."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        lexical: float = 0.35,
+        recency: float = 0.1,
+        max_words: int = 48,
+    ) -> None:
+        self.cache = EmbeddingCache(embedder)
+        self.lexical = lexical
+        self.recency = recency
+        self.max_words = max_words
+
+    def score(self, task: str, messages: Sequence[Message]) -> list[float]:
+        """Per message: max passage cosine, + lexical × term overlap, + recency × position."""
+        if not messages:
+            return []
+        chunks = [passages(m.text, self.max_words) for m in messages]
+        flat = [task, *(c for cs in chunks for c in cs)]
+        vectors = self.cache.vectors(flat)
+        cosine = vectors[1:] @ vectors[0]
+        dense: list[float] = []
+        at = 0
+        for cs in chunks:
+            dense.append(float(cosine[at : at + len(cs)].max()))
+            at += len(cs)
+        overlap = term_overlap(task, messages)
+        positions = relative_positions(len(messages))
+        return [
+            d + self.lexical * o + self.recency * p
+            for d, o, p in zip(dense, overlap, positions, strict=True)
+        ]
+
+
+def term_overlap(task: str, messages: Sequence[Message]) -> list[float]:
+    """Share of the task's terms (idf-weighted over these messages) that each message contains."""
+    wanted = set(terms(task))
+    if not wanted or not messages:
+        return [0.0] * len(messages)
+    bags = [set(terms(m.text)) for m in messages]
+    df: Counter[str] = Counter(t for bag in bags for t in bag if t in wanted)
+    n = len(messages)
+    idf = {t: math.log((n + 1) / (df[t] + 0.5)) for t in wanted}
+    total = sum(idf.values()) or 1.0
+    return [sum(idf[t] for t in wanted & bag) / total for bag in bags]
+
+
+class LexicalScorer:
+    """Term overlap with the task plus recency; no model needed."""
+
+    def __init__(self, recency: float = 0.1) -> None:
+        self.recency = recency
+
+    def score(self, task: str, messages: Sequence[Message]) -> list[float]:
+        """Idf-weighted term overlap plus recency."""
+        overlap = term_overlap(task, messages)
+        positions = relative_positions(len(messages))
+        return [o + self.recency * p for o, p in zip(overlap, positions, strict=True)]

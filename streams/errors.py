@@ -1,0 +1,44 @@
+"""One root exception for the whole product; `retriable` tells callers whether to try again.
+
+Callers branch on the class and on `retriable`, never on message text. A non-retriable error on a
+stream goes to the dead-letter topic with `str(error)` as the reason.
+"""
+
+from __future__ import annotations
+
+
+class TokenBudgetError(Exception):
+    """Root of every error this product raises on purpose."""
+
+    retriable: bool = False
+
+
+class InvalidMessageError(TokenBudgetError, ValueError):
+    """A message is malformed: missing id, unknown role, tool result without its call id."""
+
+
+class PolicyError(TokenBudgetError, ValueError):
+    """A policy is impossible: negative shares, shares over 100%, unknown keys."""
+
+
+class SystemPromptTooLargeError(PolicyError):
+    """A fixed component (system prompt or tool schemas) exceeds its share at session start."""
+
+    def __init__(self, component: str, used: int, budget: int, limit: int) -> None:
+        self.component = component
+        self.used = used
+        self.budget = budget
+        self.limit = limit
+        what = "system prompt" if component == "system_prompt" else "tool schemas"
+        super().__init__(
+            f"{what} takes {used} tokens but the {component} share is {budget} tokens "
+            f"(of an effective limit of {limit}); shorten it or raise the {component} share"
+        )
+
+
+class TokenizerUnavailableError(TokenBudgetError):
+    """A configured tokenizer or encoding could not be loaded (missing file, bad hash)."""
+
+
+class UnknownStrategyError(TokenBudgetError, ValueError):
+    """A strategy name that the cascade does not know."""
