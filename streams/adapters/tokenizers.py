@@ -119,6 +119,9 @@ class HuggingFaceTokenizer:
             self._tokenizer = HFTokenizer.from_file(str(file))
         except Exception as error:  # the Rust library raises a bare Exception on bad files
             raise TokenizerUnavailableError(f"cannot load tokenizer {file}: {error}") from error
+        # Some tokenizer.json files pad or truncate every input; a count must see neither.
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
         self.name = f"hf:{file.parent.name}"
 
     def count(self, text: str) -> int:

@@ -67,26 +67,27 @@ def run_cascade(work: Working, spec: CascadeInput) -> None:
         summarize_now(work, spec.summarize)
     if not work.ledger.fits() and "sliding_window" in steps:
         live = sum(1 for u in work.live_units() if not u.protected)
-        keep = int(live * spec.window_keep) if "importance" in steps else 0
-        sliding_window(work, keep_newest=keep)
+        share = spec.window_keep if "importance" in steps else 0.0
+        sliding_window(work, keep_newest=max(1, int(live * share)))
     if not work.ledger.fits() and "importance" in steps and spec.scorer is not None:
         importance(work, spec.scorer, spec.task)
     if "summarization" in steps and spec.summarize is None and start_level.rank >= 1:
         plan_summary(work)
     if not work.ledger.fits() and spec.strategy == "summarization":
-        sliding_window(work)
+        sliding_window(work, keep_newest=1)
     if not work.ledger.fits():
         degrade(work, spec.task)
 
 
 def degrade(work: Working, task: str) -> None:
-    """Everything prunable goes; a lone oversized message is cut; else RESET to a handoff."""
-    sliding_window(work)
-    _relabel_last(work, Rule.SLIDING_WINDOW, Rule.DEGRADATION)
-    if not work.ledger.fits():
-        _cut_oversized(work)
-    if work.ledger.fits():
-        return
+    """Everything prunable goes, the newest turn last; an oversized one is cut; else RESET."""
+    for keep_newest in (1, 0):
+        sliding_window(work, keep_newest=keep_newest)
+        _relabel_last(work, Rule.SLIDING_WINDOW, Rule.DEGRADATION)
+        if not work.ledger.fits():
+            _cut_oversized(work)
+        if work.ledger.fits():
+            return
     reset(work, task)
 
 

@@ -39,8 +39,8 @@ def drop_in_order(work: Working, order: list[Unit]) -> list[Unit]:
 def sliding_window(work: Working, *, keep_newest: int = 0) -> None:
     """Drop the oldest unprotected units until the session fits.
 
-    `keep_newest` units at the end are left alone (the cascade leaves the newest units to the
-    importance step).
+    `keep_newest` units at the end are left alone: the newest is the turn the agent acts on (only
+    degradation may drop it), and the cascade leaves the recent half to the importance step.
     """
     live = [u for u in work.live_units() if not u.protected]
     candidates = live[: max(0, len(live) - keep_newest)]
