@@ -9,6 +9,8 @@ from streams.budget.actions import Action, ActionKind, Rule
 from streams.budget.convert import (
     from_anthropic,
     from_openai,
+    message_from_json,
+    message_to_json,
     to_anthropic,
     to_openai,
 )
@@ -65,6 +67,8 @@ __all__ = [
     "ToolResultPart",
     "from_anthropic",
     "from_openai",
+    "message_from_json",
+    "message_to_json",
     "resolve_model",
     "to_anthropic",
     "to_openai",

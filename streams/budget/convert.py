@@ -232,3 +232,88 @@ def to_anthropic(messages: Sequence[Message]) -> Json:
         else:
             turns.append({"role": role, "content": blocks})
     return {"system": "\n\n".join(system) or None, "messages": turns}
+
+
+def message_from_json(raw: Mapping[str, Any], where: str = "message") -> Message:
+    """Our own JSON form (one JSONL line): id, role, content, optional component, pinned, ….
+
+    `content` is a string or a list of parts: `{"type": "text", "text"}`, `{"type": "tool_call",
+    "id", "name", "arguments"}`, `{"type": "tool_result", "tool_call_id", "content"}`. OpenAI's
+    `tool_calls` field is accepted too.
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidMessageError(f"{where}: expected a JSON object")
+    missing = [k for k in ("id", "role", "content") if k not in raw]
+    if missing:
+        raise InvalidMessageError(f"{where}: missing field(s) {', '.join(missing)}")
+    content = raw["content"]
+    parts: list[Part] = []
+    if isinstance(content, list):
+        for block in content:
+            kind = block.get("type") if isinstance(block, Mapping) else None
+            if kind == "text":
+                parts.append(TextPart(str(block.get("text", ""))))
+            elif kind == "tool_call":
+                arguments = block.get("arguments", "{}")
+                if not isinstance(arguments, str):
+                    arguments = json.dumps(arguments, sort_keys=True)
+                parts.append(ToolCallPart(str(block["id"]), str(block.get("name", "")), arguments))
+            elif kind == "tool_result":
+                parts.append(ToolResultPart(str(block["tool_call_id"]),
+                                            str(block.get("content", "")),
+                                            bool(block.get("is_error", False))))
+            else:
+                raise InvalidMessageError(f"{where}: unsupported content part {kind!r}")
+        content = tuple(parts)
+    elif content is None:
+        content = ""
+    elif not isinstance(content, str):
+        raise InvalidMessageError(f"{where}: content must be a string or a list of parts")
+    calls = [
+        ToolCallPart(str(c["id"]), str(c.get("function", {}).get("name", "")),
+                     str(c.get("function", {}).get("arguments", "{}")))
+        for c in raw.get("tool_calls") or []
+    ]
+    if calls:
+        base = ((TextPart(content),) if content else ()) if isinstance(content, str) else content
+        content = (*base, *calls)
+    try:
+        return Message(
+            id=str(raw["id"]),
+            role=raw["role"],
+            content=content,
+            component=Component(raw["component"]) if raw.get("component") else None,
+            pinned=bool(raw.get("pinned", False)),
+            tool_call_id=raw.get("tool_call_id"),
+            name=raw.get("name"),
+            timestamp=raw.get("timestamp"),
+        )
+    except ValueError as error:  # InvalidMessageError, or an unknown component name
+        raise InvalidMessageError(f"{where}: {error}") from error
+
+
+def message_to_json(message: Message) -> Json:
+    """A message in our JSON form, with its token count and flags."""
+    out: Json = {"id": message.id, "role": message.role}
+    if isinstance(message.content, str):
+        out["content"] = message.content
+    else:
+        out["content"] = [
+            {"type": "text", "text": p.text} if isinstance(p, TextPart)
+            else {"type": "tool_call", "id": p.id, "name": p.name, "arguments": p.arguments}
+            if isinstance(p, ToolCallPart)
+            else {"type": "tool_result", "tool_call_id": p.tool_call_id, "content": p.content,
+                  **({"is_error": True} if p.is_error else {})}
+            for p in message.content
+        ]
+    out["component"] = message.component.value
+    for key in ("pinned", "truncated"):
+        if getattr(message, key):
+            out[key] = True
+    for key in ("tool_call_id", "name", "timestamp", "token_count"):
+        value = getattr(message, key)
+        if value is not None:
+            out[key] = value
+    if message.summary_of:
+        out["summary_of"] = list(message.summary_of)
+    return out

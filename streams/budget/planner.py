@@ -82,8 +82,10 @@ def run_cascade(work: Working, spec: CascadeInput) -> None:
 def degrade(work: Working, task: str) -> None:
     """Everything prunable goes, the newest turn last; an oversized one is cut; else RESET."""
     for keep_newest in (1, 0):
+        recorded = len(work.actions)
         sliding_window(work, keep_newest=keep_newest)
-        _relabel_last(work, Rule.SLIDING_WINDOW, Rule.DEGRADATION)
+        if len(work.actions) > recorded:
+            _relabel_last(work, Rule.SLIDING_WINDOW, Rule.DEGRADATION)
         if not work.ledger.fits():
             _cut_oversized(work)
         if work.ledger.fits():

@@ -1,0 +1,178 @@
+"""`tokenbudget`: the command line. Each subcommand is a thin shell over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from streams.budget import STRATEGIES, BudgetManager, Message, Policy, message_from_json
+from streams.budget.convert import message_to_json
+from streams.errors import InvalidMessageError, TokenBudgetError
+from streams.report import actions_table, snapshot_table
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    """Input the user must fix; the message names the file and line."""
+
+
+def read_jsonl(path: str) -> list[Message]:
+    """Parse a JSONL file of messages completely, or raise `BadInput` naming the line."""
+    stream: TextIO
+    try:
+        stream = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
+    except OSError as error:
+        raise BadInput(f"{path}: {error.strerror}") from error
+    messages: list[Message] = []
+    seen: set[str] = set()
+    with stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                message = message_from_json(json.loads(line), where)
+            except json.JSONDecodeError as error:
+                raise BadInput(f"{where}: invalid JSON ({error.msg})") from error
+            except InvalidMessageError as error:
+                raise BadInput(str(error)) from error
+            except (KeyError, TypeError, AttributeError) as error:
+                raise BadInput(f"{where}: malformed message ({error!r})") from error
+            if message.id in seen:
+                raise BadInput(f"{where}: duplicate message id {message.id!r}")
+            seen.add(message.id)
+            messages.append(message)
+    return messages
+
+
+def parse_share(text: str) -> int | float:
+    """`2048` → 2048 tokens, `0.35` or `35%` → a fraction."""
+    text = text.strip()
+    if text.endswith("%"):
+        return float(text[:-1]) / 100
+    return float(text) if "." in text else int(text)
+
+
+def policy_from_args(args: argparse.Namespace) -> Policy:
+    """The policy from `--history` and repeated `--policy key=value` options."""
+    overrides: dict[str, Any] = {}
+    for item in args.policy or []:
+        key, _, value = item.partition("=")
+        if not value:
+            raise BadInput(f"--policy {item!r}: expected key=value")
+        overrides[key.strip()] = parse_share(value)
+    if args.history is not None:
+        overrides["history"] = parse_share(args.history)
+    return Policy.from_mapping(overrides)
+
+
+def _manager(args: argparse.Namespace) -> BudgetManager:
+    return BudgetManager(
+        args.model,
+        args.context_limit,
+        policy_from_args(args),
+        tokenizer_path=args.tokenizer,
+    )
+
+
+def cmd_count(args: argparse.Namespace) -> int:
+    """Count a JSONL conversation (or plain text with --text) and print the budget."""
+    if args.text:
+        manager = BudgetManager(args.model, args.context_limit, tokenizer_path=args.tokenizer)
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        flag = " (estimated)" if manager.estimated else ""
+        print(f"{manager.counter.count_text(text)} tokens{flag}")
+        return 0
+    messages = read_jsonl(args.file)
+    manager = _manager(args)
+    for message in messages:
+        print(f"{manager.count(message):>8}  {message.component.value:<13} {message.id}")
+    print(snapshot_table(manager.snapshot(messages), f"\n{args.model}"))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Prune a JSONL conversation: kept messages to stdout, the report to stderr."""
+    messages = read_jsonl(args.file)
+    manager = _manager(args)
+    prepared = manager.prepare(messages, task=args.task, strategy=args.strategy)
+    out = "".join(json.dumps(message_to_json(m), ensure_ascii=False) + "\n"
+                  for m in prepared.messages)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    print(snapshot_table(prepared.before, f"before ({len(messages)} messages)"), file=sys.stderr)
+    print(snapshot_table(prepared.snapshot, f"after ({len(prepared.messages)} messages)"),
+          file=sys.stderr)
+    print("actions:\n" + actions_table(prepared.actions), file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo (see `streams.demo`)."""
+    from streams.demo import run_demo
+
+    return run_demo(args)
+
+
+def _budget_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="gpt-4o", help="model name (default gpt-4o)")
+    parser.add_argument("--context-limit", type=int, default=128_000,
+                        help="context window in tokens (default 128000)")
+    parser.add_argument("--history", help="history share: tokens (2048) or fraction (0.35)")
+    parser.add_argument("--policy", action="append", metavar="KEY=VALUE",
+                        help="any policy share or threshold, e.g. tool_results=4096 (repeatable)")
+    parser.add_argument("--tokenizer", help="local Hugging Face tokenizer.json for other models")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="tokenbudget",
+        description="Token budget management for fleets of long-running LLM agents.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    count = sub.add_parser("count", help="count tokens of a JSONL conversation or plain text")
+    _budget_options(count)
+    count.add_argument("--text", action="store_true", help="FILE is plain text, not JSONL")
+    count.add_argument("file", metavar="FILE", help="JSONL file, one message per line; - = stdin")
+    count.set_defaults(func=cmd_count)
+
+    prune = sub.add_parser("prune", help="prune a JSONL conversation to its budget")
+    _budget_options(prune)
+    prune.add_argument("--strategy", choices=STRATEGIES, default="cascade")
+    prune.add_argument("--task", default="", help="what the agent is doing now")
+    prune.add_argument("file", metavar="FILE", help="JSONL file, one message per line; - = stdin")
+    prune.set_defaults(func=cmd_prune)
+
+    demo = sub.add_parser("demo", help="run the demo on a generated long agent conversation")
+    demo.add_argument("--turns", type=int, default=80, help="conversation turns (default 80)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--context-limit", type=int, default=16_000)
+    demo.add_argument("--model", default="gpt-4o")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `tokenbudget` and `python -m streams`."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BadInput as error:
+        print(f"tokenbudget: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TokenBudgetError as error:
+        print(f"tokenbudget: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
