@@ -101,13 +101,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
     messages = read_jsonl(args.file)
     manager = _manager(args)
     prepared = manager.prepare(messages, task=args.task, strategy=args.strategy)
-    out = "".join(json.dumps(message_to_json(m), ensure_ascii=False) + "\n"
-                  for m in prepared.messages)
+    out = "".join(
+        json.dumps(message_to_json(m), ensure_ascii=False) + "\n" for m in prepared.messages
+    )
     sys.stdout.write(out)
     sys.stdout.flush()
     print(snapshot_table(prepared.before, f"before ({len(messages)} messages)"), file=sys.stderr)
-    print(snapshot_table(prepared.snapshot, f"after ({len(prepared.messages)} messages)"),
-          file=sys.stderr)
+    print(
+        snapshot_table(prepared.snapshot, f"after ({len(prepared.messages)} messages)"),
+        file=sys.stderr,
+    )
     print("actions:\n" + actions_table(prepared.actions), file=sys.stderr)
     return 0
 
@@ -121,11 +124,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="gpt-4o", help="model name (default gpt-4o)")
-    parser.add_argument("--context-limit", type=int, default=128_000,
-                        help="context window in tokens (default 128000)")
+    parser.add_argument(
+        "--context-limit",
+        type=int,
+        default=128_000,
+        help="context window in tokens (default 128000)",
+    )
     parser.add_argument("--history", help="history share: tokens (2048) or fraction (0.35)")
-    parser.add_argument("--policy", action="append", metavar="KEY=VALUE",
-                        help="any policy share or threshold, e.g. tool_results=4096 (repeatable)")
+    parser.add_argument(
+        "--policy",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any policy share or threshold, e.g. tool_results=4096 (repeatable)",
+    )
     parser.add_argument("--tokenizer", help="local Hugging Face tokenizer.json for other models")
 
 

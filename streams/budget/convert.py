@@ -259,9 +259,13 @@ def message_from_json(raw: Mapping[str, Any], where: str = "message") -> Message
                     arguments = json.dumps(arguments, sort_keys=True)
                 parts.append(ToolCallPart(str(block["id"]), str(block.get("name", "")), arguments))
             elif kind == "tool_result":
-                parts.append(ToolResultPart(str(block["tool_call_id"]),
-                                            str(block.get("content", "")),
-                                            bool(block.get("is_error", False))))
+                parts.append(
+                    ToolResultPart(
+                        str(block["tool_call_id"]),
+                        str(block.get("content", "")),
+                        bool(block.get("is_error", False)),
+                    )
+                )
             else:
                 raise InvalidMessageError(f"{where}: unsupported content part {kind!r}")
         content = tuple(parts)
@@ -270,8 +274,11 @@ def message_from_json(raw: Mapping[str, Any], where: str = "message") -> Message
     elif not isinstance(content, str):
         raise InvalidMessageError(f"{where}: content must be a string or a list of parts")
     calls = [
-        ToolCallPart(str(c["id"]), str(c.get("function", {}).get("name", "")),
-                     str(c.get("function", {}).get("arguments", "{}")))
+        ToolCallPart(
+            str(c["id"]),
+            str(c.get("function", {}).get("name", "")),
+            str(c.get("function", {}).get("arguments", "{}")),
+        )
         for c in raw.get("tool_calls") or []
     ]
     if calls:
@@ -299,11 +306,16 @@ def message_to_json(message: Message) -> Json:
         out["content"] = message.content
     else:
         out["content"] = [
-            {"type": "text", "text": p.text} if isinstance(p, TextPart)
+            {"type": "text", "text": p.text}
+            if isinstance(p, TextPart)
             else {"type": "tool_call", "id": p.id, "name": p.name, "arguments": p.arguments}
             if isinstance(p, ToolCallPart)
-            else {"type": "tool_result", "tool_call_id": p.tool_call_id, "content": p.content,
-                  **({"is_error": True} if p.is_error else {})}
+            else {
+                "type": "tool_result",
+                "tool_call_id": p.tool_call_id,
+                "content": p.content,
+                **({"is_error": True} if p.is_error else {}),
+            }
             for p in message.content
         ]
     out["component"] = message.component.value

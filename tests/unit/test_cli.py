@@ -14,8 +14,13 @@ from streams.cli import main
 LINES = [
     {"id": "s", "role": "system", "content": "You are a coding agent."},
     {"id": "u1", "role": "user", "content": "Fix the flaky payments test. " * 30},
-    {"id": "a1", "role": "assistant", "content": [
-        {"type": "tool_call", "id": "c1", "name": "read_file", "arguments": {"path": "t.py"}}]},
+    {
+        "id": "a1",
+        "role": "assistant",
+        "content": [
+            {"type": "tool_call", "id": "c1", "name": "read_file", "arguments": {"path": "t.py"}}
+        ],
+    },
     {"id": "t1", "role": "tool", "tool_call_id": "c1", "content": "def test(): ..." * 40},
     {"id": "u2", "role": "user", "content": "The staging DB port is 6432.", "pinned": True},
     {"id": "u3", "role": "user", "content": "Now rerun the suite. " * 30},
@@ -32,8 +37,22 @@ def conversation_file(tmp_path: Path) -> Path:
 def test_prune_writes_kept_messages_to_stdout_and_the_report_to_stderr(
     conversation_file: Path, capsys
 ) -> None:
-    code = main(["prune", "--model", "gpt-4o", "--context-limit", "2000", "--history", "120",
-                 "--strategy", "sliding_window", "--task", "payments", str(conversation_file)])
+    code = main(
+        [
+            "prune",
+            "--model",
+            "gpt-4o",
+            "--context-limit",
+            "2000",
+            "--history",
+            "120",
+            "--strategy",
+            "sliding_window",
+            "--task",
+            "payments",
+            str(conversation_file),
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0
     kept = [json.loads(line) for line in out.splitlines()]
@@ -56,7 +75,10 @@ def test_count_prints_per_message_tokens(conversation_file: Path, capsys) -> Non
     [
         ("{not json", "conv.jsonl:2: invalid JSON"),
         ('{"id": "x", "role": "user"}', "conv.jsonl:2: missing field(s) content"),
-        ('{"id": "x", "role": "wizard", "content": "hi"}', "conv.jsonl:2: message 'x': unknown role"),
+        (
+            '{"id": "x", "role": "wizard", "content": "hi"}',
+            "conv.jsonl:2: message 'x': unknown role",
+        ),
         ('{"id": "s", "role": "user", "content": "again"}', "duplicate message id 's'"),
     ],
 )
@@ -79,7 +101,9 @@ def test_unknown_policy_key_is_a_clear_error(conversation_file: Path, capsys) ->
 def test_console_script_runs_as_a_process(conversation_file: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "streams", "prune", "--history", "0.01", str(conversation_file)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("\n") >= 2
