@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
+
+import numpy as np
 
 from streams.budget.actions import Action, ActionKind, Rule
 from streams.budget.model import Component, Message
@@ -16,14 +19,55 @@ from streams.budget.working import Working
 
 TRUNCATION_MARKER = "\n[… truncated by token budget]"
 _WORD = re.compile(r"\w+", re.UNICODE)
+_ROWS, _BANDS = 4, 8
+_MASK = (1 << 64) - 1
+_RANDOM = np.random.default_rng(0x70B5)
+_A = _RANDOM.integers(1, 1 << 62, size=_ROWS * _BANDS, dtype=np.uint64) | np.uint64(1)
+_B = _RANDOM.integers(0, 1 << 62, size=_ROWS * _BANDS, dtype=np.uint64)
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """What duplicate detection needs of a message, computed once and cached on it."""
+
+    digest: bytes
+    grams: frozenset[int]
+    signature: tuple[int, ...]
+    keys: tuple[tuple[int, ...], ...]
 
 
 def shingles(text: str, size: int = 3) -> frozenset[int]:
     """Hashed word n-grams of a text (for near-duplicate detection)."""
     words = _WORD.findall(text.lower())
     if len(words) < size:
-        return frozenset({hash(" ".join(words))})
-    return frozenset(hash(" ".join(words[i : i + size])) for i in range(len(words) - size + 1))
+        return frozenset({hash(" ".join(words)) & _MASK})
+    return frozenset(
+        hash(" ".join(words[i : i + size])) & _MASK for i in range(len(words) - size + 1)
+    )
+
+
+def fingerprint(message: Message) -> Fingerprint:
+    """The message's cached fingerprint: exact digest, shingles, and MinHash band keys.
+
+    A 32-value MinHash signature cut into 8 bands of 4: two results with Jaccard similarity 0.9
+    share a band with probability 0.99, two at 0.5 with 0.4, unrelated ones almost never; only
+    those are compared exactly. Computed once per message, so a lookup is O(1) per result.
+    """
+    cached = message.features.get("fingerprint")
+    if isinstance(cached, Fingerprint):
+        return cached
+    grams = shingles(message.text)
+    values = np.fromiter(grams, dtype=np.uint64, count=len(grams))
+    with np.errstate(over="ignore"):
+        signature = tuple(int(v) for v in ((np.outer(_A, values) + _B[:, None]) >> 32).min(1))
+    found = Fingerprint(
+        hashlib.blake2b(message.text.encode(), digest_size=16).digest(),
+        grams,
+        signature,
+        tuple((b, *signature[b * _ROWS : (b + 1) * _ROWS]) for b in range(_BANDS)),
+    )
+    message.features["fingerprint"] = found
+    return found
 
 
 def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
@@ -33,11 +77,21 @@ def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
     return len(a & b) / len(a | b)
 
 
+def _near(fp: Fingerprint, other: Fingerprint, threshold: float) -> bool:
+    small, large = sorted((len(fp.grams), len(other.grams)))
+    if small < threshold * large:
+        return False
+    agree = sum(x == y for x, y in zip(fp.signature, other.signature, strict=True))
+    if agree < (threshold - 0.25) * len(fp.signature):
+        return False
+    return jaccard(fp.grams, other.grams) >= threshold
+
+
 def drop_duplicate_results(work: Working) -> None:
     """Drop older exact and near-duplicate tool results (with their calls), keep the newest."""
     threshold = work.budgets.policy.near_duplicate
-    exact_seen: dict[str, int] = {}
-    near_seen: list[tuple[frozenset[int], int]] = []
+    exact_seen: set[bytes] = set()
+    buckets: dict[tuple[int, ...], list[Fingerprint]] = {}
     exact: list[int] = []
     near: list[int] = []
     by_index = {i: u for u in work.units for i in u.indices}
@@ -47,16 +101,17 @@ def drop_duplicate_results(work: Working) -> None:
             continue
         if by_index[i].protected:
             continue
-        digest = hashlib.blake2b(message.text.encode(), digest_size=16).hexdigest()
-        if digest in exact_seen:
+        fp = fingerprint(message)
+        if fp.digest in exact_seen:
             exact.append(i)
             continue
-        exact_seen[digest] = i
-        grams = shingles(message.text)
-        if threshold < 1.0 and any(jaccard(grams, other) >= threshold for other, _ in near_seen):
+        exact_seen.add(fp.digest)
+        candidates = {id(c): c for k in fp.keys for c in buckets.get(k, ())}.values()
+        if threshold < 1.0 and any(_near(fp, c, threshold) for c in candidates):
             near.append(i)
             continue
-        near_seen.append((grams, i))
+        for key in fp.keys:
+            buckets.setdefault(key, []).append(fp)
     for indices, rule, what in (
         (exact, Rule.DUPLICATE_TOOL_RESULT, "exact"),
         (near, Rule.NEAR_DUPLICATE_TOOL_RESULT, "near"),

@@ -100,6 +100,7 @@ class Message:
     token_count: int | None = None
     counted_by: str | None = None
     _text: str | None = field(default=None, repr=False)
+    _features: dict[str, object] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -130,6 +131,17 @@ class Message:
         if self._text is None:
             self._text = content_text(self.content)
         return self._text
+
+    @property
+    def features(self) -> dict[str, object]:
+        """Per-message cache of derived features (duplicate fingerprints, passages, terms).
+
+        Like the token count, they are computed once when first needed and kept with the message,
+        so per-turn work does not grow with the session.
+        """
+        if self._features is None:
+            self._features = {}
+        return self._features
 
     @property
     def tool_call_ids(self) -> tuple[str, ...]:
