@@ -42,3 +42,25 @@ class TokenizerUnavailableError(TokenBudgetError):
 
 class UnknownStrategyError(TokenBudgetError, ValueError):
     """A strategy name that the cascade does not know."""
+
+
+class BrokerUnavailableError(TokenBudgetError):
+    """The embedded broker cannot run: binary missing or not executable, or it never got ready."""
+
+
+class DecodeError(TokenBudgetError, ValueError):
+    """Bytes that cannot become a valid record; the record goes to the dead-letter topic.
+
+    `kind` is a short, bounded label for metrics: `bad_header`, `unknown_schema`,
+    `incompatible_schema`, `wrong_record`, `bad_body` (truncated or corrupt Avro) or `invalid`
+    (decoded, but fails validation).
+    """
+
+    def __init__(self, reason: str, *, kind: str, record: str | None = None) -> None:
+        self.kind = kind
+        self.record = record
+        super().__init__(f"cannot decode {record}: {reason}" if record else reason)
+
+
+class EncodeError(TokenBudgetError, ValueError):
+    """A value does not fit its Avro schema (a bug in the producer, not bad input)."""
