@@ -34,6 +34,7 @@ from streams.budget.manager import BudgetManager, Prepared
 from streams.budget.model import Component, Message, TextPart, ToolCallPart, ToolResultPart
 from streams.budget.planner import STRATEGIES
 from streams.budget.policy import Budgets, Policy
+from streams.budget.session import Session
 from streams.budget.summarization import Summarize
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "Prepared",
     "Rule",
     "Scorer",
+    "Session",
     "Snapshot",
     "Summarize",
     "TextPart",
