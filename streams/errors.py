@@ -64,3 +64,7 @@ class DecodeError(TokenBudgetError, ValueError):
 
 class EncodeError(TokenBudgetError, ValueError):
     """A value does not fit its Avro schema (a bug in the producer, not bad input)."""
+
+
+class RejectedEventError(TokenBudgetError):
+    """A well-formed event that the session's state refuses: a dead letter, never a crash."""

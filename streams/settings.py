@@ -14,7 +14,7 @@ def _default_cache() -> Path:
 
 
 class Settings(BaseSettings):
-    """Process settings, frozen, read once at start."""
+    """Process settings, frozen, read once at start; CLI flags override them."""
 
     model_config = SettingsConfigDict(env_prefix="TOKENBUDGET_", frozen=True, extra="ignore")
 
@@ -29,6 +29,52 @@ class Settings(BaseSettings):
     )
     embedding_batch_size: int = Field(
         default=64, description="TOKENBUDGET_EMBEDDING_BATCH_SIZE: texts per model call."
+    )
+
+    bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        description="TOKENBUDGET_BOOTSTRAP: Kafka bootstrap servers, host:port[,host:port].",
+    )
+    topic_prefix: str = Field(
+        default="", description="TOKENBUDGET_TOPIC_PREFIX: prefix of every topic name."
+    )
+    partitions: int = Field(
+        default=8, ge=1, description="TOKENBUDGET_PARTITIONS: partitions of every topic."
+    )
+    app_id: str = Field(
+        default="tokenbudget-worker",
+        description="TOKENBUDGET_APP_ID: Faust app id (consumer group, changelog prefix).",
+    )
+    data_dir: Path = Field(
+        default=Path("./.tokenbudget-data"),
+        description="TOKENBUDGET_DATA_DIR: the worker's Faust data directory.",
+    )
+    web_port: int = Field(default=6066, description="TOKENBUDGET_WEB_PORT: the worker's HTTP port.")
+    store: str = Field(
+        default="memory://",
+        description="TOKENBUDGET_STORE: table store, memory:// or rocksdb:// (production).",
+    )
+    scoring: bool = Field(
+        default=True,
+        description="TOKENBUDGET_SCORING: embed messages for importance (else lexical scores).",
+    )
+    batch_size: int = Field(
+        default=256, ge=1, description="TOKENBUDGET_BATCH_SIZE: most turns per micro-batch."
+    )
+    batch_window: float = Field(
+        default=0.01,
+        gt=0,
+        description="TOKENBUDGET_BATCH_WINDOW: seconds to wait to fill a micro-batch.",
+    )
+    session_timeout: float = Field(
+        default=6.0,
+        gt=0,
+        description="TOKENBUDGET_SESSION_TIMEOUT: consumer group session timeout in seconds; "
+        "short, so a crashed worker's partitions move quickly.",
+    )
+    default_strategy: str = Field(
+        default="cascade",
+        description="TOKENBUDGET_DEFAULT_STRATEGY: strategy of sessions that name none.",
     )
 
 

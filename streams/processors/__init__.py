@@ -1,0 +1,1 @@
+"""Thin stream processors: glue between Kafka records and the core."""

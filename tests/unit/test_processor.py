@@ -1,0 +1,154 @@
+"""The turn processor over plain-dict tables: exact ledgers, duplicates, rejections, rebuilds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streams.budget import ActionKind, LexicalScorer, Message, Policy
+from streams.codecs import SessionStart, TurnEvent, TurnEventType
+from streams.processors.state import SessionStore
+from streams.processors.turns import Outputs, TurnProcessor
+from tests.unit.builders import conversation
+
+
+class Recording(dict):
+    """A dict that counts the JSON bytes written to it, like a changelog would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = 0
+
+    def __setitem__(self, key, value) -> None:
+        self.written += len(key) + len(json.dumps(value))
+        super().__setitem__(key, value)
+
+    def pop(self, key, default=None):
+        if key in self:
+            self.written += len(key)
+        return super().pop(key, default)
+
+
+def tables() -> tuple[Recording, Recording, Recording]:
+    return Recording(), Recording(), Recording()
+
+
+def processor(starts, cursors, messages) -> TurnProcessor:
+    store = SessionStore(starts, cursors, messages, LexicalScorer())
+    return TurnProcessor(store, clock=lambda: 1_700_000_000.0)
+
+
+def start(sid: str, seq: int = 0, prompt: str = "You are an agent.", **policy) -> TurnEvent:
+    return TurnEvent(
+        f"{sid}-{seq}",
+        sid,
+        seq,
+        TurnEventType.SESSION_START,
+        0.0,
+        session_start=SessionStart("gpt-4o", 4000, Policy(**policy), prompt, task="topic3"),
+    )
+
+
+def turn(sid: str, seq: int, message: Message) -> TurnEvent:
+    return TurnEvent(f"{sid}-{seq}", sid, seq, TurnEventType.TURN, 0.0, message=message)
+
+
+def drive(proc: TurnProcessor, events: list[TurnEvent]) -> Outputs:
+    out = Outputs()
+    for event in events:
+        proc.handle(event, out)
+    return out
+
+
+def test_every_turn_gets_a_snapshot_and_the_ledger_stays_exact() -> None:
+    proc = processor(*tables())
+    turns = [m for m in conversation(30) if m.role != "system"]
+    out = drive(proc, [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))])
+    assert [s.seq for s in out.snapshots] == list(range(len(turns) + 1))
+    live = proc.store.live["s"]
+    recount = live.session.manager.snapshot(
+        [
+            Message(
+                id=m.id,
+                role=m.role,
+                content=m.content,
+                component=m.component,
+                pinned=m.pinned,
+                tool_call_id=m.tool_call_id,
+            )
+            for m in live.session.messages.values()
+        ]
+    )
+    assert out.snapshots[-1].snapshot == recount
+    assert out.commands and all(c.action.kind is ActionKind.DROP for c in out.commands)
+    assert out.snapshots[-1].snapshot.used <= out.snapshots[-1].snapshot.effective_limit
+
+
+def test_duplicates_and_redeliveries_change_nothing() -> None:
+    proc = processor(*tables())
+    turns = [m for m in conversation(10) if m.role != "system"]
+    events = [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))]
+    once = drive(proc, events)
+    again = drive(proc, events[3:] + events[:5])
+    assert again.duplicates == len(events[3:]) + 5
+    assert again.snapshots == [] and again.commands == []
+    assert proc.store.live["s"].session.snapshot() == once.snapshots[-1].snapshot
+
+
+def test_turns_for_unknown_sessions_and_second_starts_are_rejected() -> None:
+    proc = processor(*tables())
+    out = drive(
+        proc,
+        [
+            turn("ghost", 1, Message(id="m", role="user", content="hi")),
+            start("s"),
+            start("s", seq=5),
+        ],
+    )
+    reasons = [str(error) for _, error in out.rejected]
+    assert "never started" in reasons[0] and "already started" in reasons[1]
+
+
+def test_a_system_prompt_over_its_share_is_rejected_with_a_command() -> None:
+    proc = processor(*tables())
+    out = drive(proc, [start("s", prompt="You are very thorough. " * 100, system_prompt=50)])
+    (command,) = out.commands
+    assert command.action.kind is ActionKind.REJECTED
+    assert "share is 50 tokens" in command.action.reason
+    ((_, error),) = out.rejected
+    assert "share is 50 tokens" in str(error)
+    assert "s" not in proc.store.live
+
+
+def test_a_restarted_worker_rebuilds_sessions_from_the_tables() -> None:
+    starts, cursors, messages = tables()
+    proc = processor(starts, cursors, messages)
+    turns = [m for m in conversation(25) if m.role != "system"]
+    events = [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))]
+    drive(proc, events[:40])
+    reborn = processor(starts, cursors, messages)
+    rest = drive(reborn, events[30:])
+    assert rest.duplicates == 10
+    drive(proc, events[40:])
+    assert list(reborn.store.live["s"].session.messages) == list(
+        proc.store.live["s"].session.messages
+    )
+    assert reborn.store.live["s"].session.snapshot() == proc.store.live["s"].session.snapshot()
+
+
+@pytest.mark.parametrize("length", [10, 1000])
+def test_what_a_turn_writes_does_not_grow_with_the_session(length: int) -> None:
+    starts, cursors, messages = tables()
+    proc = processor(starts, cursors, messages)
+    body = "a steady stream of agent chatter about the build " * 3
+    roomy = SessionStart("gpt-4o", 10_000_000, Policy(), "")
+    events = [TurnEvent("s-0", "s", 0, TurnEventType.SESSION_START, 0.0, session_start=roomy)]
+    events += [
+        turn("s", i + 1, Message(id=f"m{i}", role="user", content=body)) for i in range(length)
+    ]
+    drive(proc, events[:-1])
+    before = starts.written + cursors.written + messages.written
+    drive(proc, events[-1:])
+    per_turn = starts.written + cursors.written + messages.written - before
+    assert 150 < per_turn < 600, per_turn
