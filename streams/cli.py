@@ -122,6 +122,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_broker(args: argparse.Namespace) -> int:
+    """Run the embedded Kafka-protocol broker until Ctrl-C."""
+    from streams.broker import EmbeddedBroker
+
+    return EmbeddedBroker(args.port).run_forever()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run the budget worker (settings from TOKENBUDGET_* variables, overridden by flags)."""
+    from streams.settings import Settings
+    from streams.worker import run_worker
+
+    flags = {
+        "bootstrap": args.bootstrap,
+        "partitions": args.partitions,
+        "data_dir": args.data_dir,
+        "web_port": args.web_port,
+        "topic_prefix": args.topic_prefix,
+        "app_id": args.app_id,
+        "scoring": False if args.no_scoring else None,
+    }
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    return run_worker(settings, args.loglevel)
+
+
 def _budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="gpt-4o", help="model name (default gpt-4o)")
     parser.add_argument(
@@ -160,6 +185,27 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--task", default="", help="what the agent is doing now")
     prune.add_argument("file", metavar="FILE", help="JSONL file, one message per line; - = stdin")
     prune.set_defaults(func=cmd_prune)
+
+    broker = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu)")
+    broker.add_argument("--port", type=int, help="loopback port (default: a free one)")
+    broker.set_defaults(func=cmd_broker)
+
+    worker = sub.add_parser("worker", help="run the budget worker (Faust)")
+    worker.add_argument("--bootstrap", help="Kafka bootstrap servers (TOKENBUDGET_BOOTSTRAP)")
+    worker.add_argument("--partitions", type=int, help="topic partitions (default 8)")
+    worker.add_argument("--data-dir", help="Faust data directory (TOKENBUDGET_DATA_DIR)")
+    worker.add_argument("--web-port", type=int, help="HTTP port (TOKENBUDGET_WEB_PORT)")
+    worker.add_argument("--topic-prefix", help="prefix of every topic (TOKENBUDGET_TOPIC_PREFIX)")
+    worker.add_argument("--app-id", help="Faust app id / consumer group (TOKENBUDGET_APP_ID)")
+    worker.add_argument(
+        "--no-scoring",
+        action="store_true",
+        help="rank by term overlap instead of embeddings (TOKENBUDGET_SCORING=0)",
+    )
+    worker.add_argument(
+        "--loglevel", default="info", choices=("crit", "error", "warn", "info", "debug")
+    )
+    worker.set_defaults(func=cmd_worker)
 
     demo = sub.add_parser("demo", help="run the demo on a generated long agent conversation")
     demo.add_argument("--turns", type=int, default=80, help="conversation turns (default 80)")

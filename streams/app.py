@@ -1,0 +1,148 @@
+"""The Faust app: topics, tables and the turn processor, wired from one `Settings`.
+
+Thin by design: records are decoded here (a decode error becomes a dead letter with the record's
+coordinates), handed to `TurnProcessor` in micro-batches, and what it returns is sent before the
+batch is acknowledged. New prunable messages of a whole batch, across sessions, are embedded in
+one model call off the event loop, so the cascade later finds their vectors cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.types import EventT
+
+from streams.budget import LexicalScorer, Scorer
+from streams.codecs import (
+    BUDGET_COMMAND,
+    BUDGET_SNAPSHOT,
+    DEAD_LETTER,
+    TURN_EVENT,
+    DeadLetter,
+    TurnEvent,
+    TurnEventType,
+    default_codec,
+)
+from streams.errors import DecodeError, TokenBudgetError
+from streams.processors.state import SessionStore
+from streams.processors.turns import Outputs, TurnProcessor
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+log = logging.getLogger("tokenbudget.worker")
+
+
+def build_scorer(settings: Settings) -> Scorer:
+    """The embedding scorer, or the lexical one when scoring is off."""
+    if not settings.scoring:
+        return LexicalScorer()
+    from streams.adapters.embedding import default_scorer
+
+    return default_scorer()
+
+
+def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
+    """A configured Faust app with the budget worker's topics, tables and processors."""
+    names = TopicNames(settings.topic_prefix)
+    n = settings.partitions
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        topic_partitions=n,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.session_timeout / 3,
+        broker_commit_interval=0.5,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "partitions": n}
+    turns = app.topic(names.turns, **raw)
+    commands = app.topic(names.commands, **raw)
+    events = app.topic(names.events, **raw)
+    dead_letters = app.topic(names.dead_letters, **raw)
+    table = {"partitions": n, "key_type": str}  # json keys and values
+    store = SessionStore(
+        app.Table("sessions", **table),
+        app.Table("cursors", **table),
+        app.Table("messages", **table),
+        scorer or build_scorer(settings),
+    )
+    processor = TurnProcessor(store, settings.default_strategy)
+    codec = default_codec()
+
+    @app.agent(turns)
+    async def process_turns(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        """Decode, embed, process and publish, a micro-batch at a time."""
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_window):
+            decoded: list[tuple[EventT, TurnEvent]] = []
+            for event in batch:
+                try:
+                    decoded.append((event, codec.loads(TURN_EVENT, event.value)))
+                except (DecodeError, TokenBudgetError) as error:
+                    await _dead_letter(event, error)
+            await _embed([e for _, e in decoded], store.scorer)
+            for event, turn in decoded:
+                out = Outputs()
+                _current_event.set(weakref.ref(event))  # table writes go to this partition
+                processor.handle(turn, out)
+                await _publish(turn, out, event)
+            yield None
+
+    async def _publish(turn: TurnEvent, out: Outputs, event: EventT) -> None:
+        key = turn.session_id.encode()
+        for command in out.commands:
+            await commands.send(key=key, value=codec.dumps(BUDGET_COMMAND, command))
+        for snapshot in out.snapshots:
+            await events.send(key=key, value=codec.dumps(BUDGET_SNAPSHOT, snapshot))
+        for _, error in out.rejected:
+            await _dead_letter(event, error)
+
+    async def _dead_letter(event: EventT, error: BaseException) -> None:
+        message = event.message
+        letter = DeadLetter.of(
+            error,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key if isinstance(message.key, bytes) else None,
+            value=message.value if isinstance(message.value, bytes) else b"",
+            timestamp=time.time(),
+            source_timestamp=message.timestamp,
+        )
+        log.warning("dead letter %s: %s", letter.event_id, letter.reason)
+        await dead_letters.send(key=message.key, value=codec.dumps(DEAD_LETTER, letter))
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(_app: Any, revoked: Any, **_: Any) -> None:
+        store.forget()
+
+    app.tokenbudget_store = store  # type: ignore[attr-defined]
+    return app
+
+
+async def _embed(events: Sequence[TurnEvent], scorer: Scorer) -> None:
+    """Embed the batch's new prunable messages in one call, in a worker thread."""
+    prime = getattr(scorer, "prime", None)
+    if prime is None:
+        return
+    messages = [
+        e.message
+        for e in events
+        if e.type is TurnEventType.TURN and e.message is not None and e.message.component.prunable
+    ]
+    if messages:
+        await asyncio.get_running_loop().run_in_executor(None, prime, messages)

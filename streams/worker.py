@@ -1,0 +1,35 @@
+"""Running the budget worker: create missing topics, then start Faust's worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from streams.settings import Settings
+from streams.topics import TopicNames
+
+LOG_LEVELS = {
+    "crit": "CRITICAL",
+    "error": "ERROR",
+    "warn": "WARNING",
+    "info": "INFO",
+    "debug": "DEBUG",
+}
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> int:
+    """Create the topics the worker needs, then run it until SIGTERM / Ctrl-C."""
+    from faust import Worker
+
+    from streams.app import build_app
+    from streams.broker import create_topics
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    create_topics(settings.bootstrap, TopicNames(settings.topic_prefix).all(), settings.partitions)
+    app = build_app(settings)
+    logging.getLogger("tokenbudget").setLevel(LOG_LEVELS[loglevel])
+    worker = Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,325 @@
+"""Fixtures for tests against the real embedded broker and real Faust worker processes.
+
+The broker is part of the project: if it cannot start, every test here fails (never skips).
+Nothing here sleeps a fixed time and hopes: every wait polls a condition against a deadline
+(`wait_for` / `wait_for_async`), and a timeout says what it was waiting for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import pytest
+
+from streams.broker import EmbeddedBroker, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BROKER_URL_ENV = "TOKENBUDGET_BROKER_URL"
+WORKER_READY_LINE = "[^Worker]: Ready"
+LOG_TAIL_CHARS = 20_000
+
+T = TypeVar("T")
+
+_workers = pytest.StashKey[list["FaustWorker"]]()
+_brokers = pytest.StashKey[EmbeddedBroker]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """When a test that ran Faust workers fails, attach their logs and the broker's."""
+    report: pytest.TestReport = yield
+    workers = item.stash.get(_workers, [])
+    if report.failed and workers:
+        for worker in workers:
+            report.sections.append((f"Faust worker {worker.name} log", worker.log_tail()))
+        broker = item.stash.get(_brokers, None)
+        if broker is not None and broker.log_path is not None and broker.log_path.exists():
+            tail = broker.log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
+            report.sections.append(("broker log", tail))
+    return report
+
+
+# Deadline-based waiting ---------------------------------------------------------------
+
+
+def poll_until(
+    predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = ""
+) -> T:
+    """Call `predicate` until it returns something truthy and return that; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+async def poll_until_async(
+    predicate: Callable[[], T | Awaitable[T]],
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "",
+) -> T:
+    """Async `poll_until`: `predicate` may be a plain or a coroutine function."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def wait_for() -> Callable[..., Any]:
+    """`wait_for(predicate, timeout, interval=0.05, what="")` → the predicate's truthy result."""
+    return poll_until
+
+
+@pytest.fixture
+def wait_for_async() -> Callable[..., Awaitable[Any]]:
+    """Async `wait_for`: `await wait_for_async(predicate, timeout)`; predicate may be async."""
+    return poll_until_async
+
+
+# The broker ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One embedded Tansu broker for the whole session, on a free loopback port."""
+    log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker(log_path=log_path) as running:
+        yield running
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Make topic/group/app names unique per test, so tests share the session broker safely."""
+    test = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:60]
+    token = uuid.uuid4().hex[:6]
+    counter = itertools.count()
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{test}-{token}-{next(counter)}"
+
+    return make
+
+
+# Faust workers -------------------------------------------------------------------------
+
+
+class FaustWorker:
+    """A Faust worker subprocess with its own datadir, web port and log file; restartable."""
+
+    def __init__(
+        self,
+        app: str,
+        *,
+        name: str,
+        workdir: Path,
+        env: dict[str, str],
+        log_level: str = "info",
+        stop_timeout: float = 20.0,
+        command: Callable[[FaustWorker], list[str]] | None = None,
+    ) -> None:
+        self.app = app
+        self.command = command
+        self.name = name
+        self.datadir = workdir / f"{name}-data"
+        self.log_path = workdir / f"{name}.log"
+        self.env = env
+        self.log_level = log_level
+        self.stop_timeout = stop_timeout
+        self.starts = 0
+        self.web_port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+
+    @property
+    def pid(self) -> int:
+        """The current process id."""
+        assert self._process is not None, f"worker {self.name} is not running"
+        return self._process.pid
+
+    @property
+    def running(self) -> bool:
+        """True while the current process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> Self:
+        """Start a worker process (same datadir as before, a fresh web port)."""
+        assert not self.running, f"worker {self.name} is already running"
+        self.starts += 1
+        self.web_port = free_port()
+        command = self.command(self) if self.command is not None else [
+            sys.executable,
+            "-m",
+            "faust",
+            "-A",
+            self.app,
+            "--datadir",
+            str(self.datadir),
+            "worker",
+            "-l",
+            self.log_level,
+            "--web-bind",
+            "127.0.0.1",
+            "--web-host",
+            "127.0.0.1",
+            "--web-port",
+            str(self.web_port),
+        ]
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(command)}\n".encode())
+            log.flush()
+            self._log_offset = log.tell()
+            self._process = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def log_since_start(self) -> str:
+        """What the current process has logged so far."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        """Wait until the current process logs `text`; fail early if it dies."""
+
+        def logged() -> bool:
+            if text in self.log_since_start():
+                return True
+            if not self.running:
+                raise AssertionError(
+                    f"worker {self.name} exited ({self._exit_status()}) before logging {text!r}"
+                )
+            return False
+
+        poll_until(logged, timeout, interval=0.1, what=f"worker {self.name} to log {text!r}")
+
+    def wait_ready(self, timeout: float = 60.0) -> Self:
+        """Wait until the worker has joined the group, recovered its tables and is processing."""
+        self.wait_for_log(WORKER_READY_LINE, timeout)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker's process group (a crash: no commit, no leave-group) and reap it."""
+        if self._process is None:
+            return
+        self._signal(signal.SIGKILL)
+        self._process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM (a graceful shutdown), then SIGKILL after the stop timeout; always reaps."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self._process.wait()
+        self._signal(signal.SIGKILL)  # anything it left behind in its group
+
+    def restart(self) -> Self:
+        """Start again after a kill or a stop, with the same datadir."""
+        self.stop()
+        return self.start()
+
+    def log_tail(self, limit: int = LOG_TAIL_CHARS) -> str:
+        """The end of the worker's log file (all starts)."""
+        if not self.log_path.exists():
+            return "(no log)"
+        return self.log_path.read_bytes()[-limit:].decode(errors="replace")
+
+    def _signal(self, signum: int) -> None:
+        """Signal the worker's whole process group; a group already gone is fine."""
+        assert self._process is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signum)
+
+    def _exit_status(self) -> str:
+        """A readable exit status for error messages."""
+        code = self._process.poll() if self._process is not None else None
+        if code is not None and code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"status {code}"
+
+
+@pytest.fixture
+def faust_worker(
+    broker: EmbeddedBroker, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., FaustWorker]]:
+    """Factory: `faust_worker("pkg.module", env={...})` starts a worker and waits until Ready.
+
+    The worker's environment points at the session broker (`TOKENBUDGET_BROKER_URL`).
+    Every worker is stopped at teardown (SIGTERM, then SIGKILL); when the test fails, each
+    worker's log and the broker's are attached to the failure report.
+    """
+    workers: list[FaustWorker] = []
+
+    def make(
+        app: str,
+        *,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        ready: bool = True,
+        ready_timeout: float = 60.0,
+        log_level: str = "info",
+        command: Callable[[FaustWorker], list[str]] | None = None,
+    ) -> FaustWorker:
+        worker_env = {
+            **os.environ,
+            BROKER_URL_ENV: broker.url,
+            "PYTHONPATH": os.pathsep.join(
+                [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        worker = FaustWorker(
+            app,
+            name=name or f"worker{len(workers) + 1}",
+            workdir=tmp_path,
+            env=worker_env,
+            log_level=log_level,
+            command=command,
+        )
+        workers.append(worker)
+        worker.start()
+        if ready:
+            worker.wait_ready(ready_timeout)
+        return worker
+
+    request.node.stash[_workers] = workers
+    request.node.stash[_brokers] = broker
+    yield make
+    for worker in workers:
+        worker.stop()
