@@ -187,7 +187,7 @@ def terms(text: str) -> list[str]:
     return [t for t in (m.lower() for m in _TERM.findall(text)) if t not in _STOP]
 
 
-def passages(text: str, max_words: int = 48) -> list[str]:
+def passages(text: str, max_words: int = 20) -> list[str]:
     """Split a text into passages of whole sentences, each at most about `max_words` words."""
     out: list[str] = []
     current: list[str] = []
@@ -213,7 +213,14 @@ def passages(text: str, max_words: int = 48) -> list[str]:
 
 
 class EvidenceScorer:
-    """Best-passage similarity, blended with rare-term overlap, plus recency (the default)."""
+    """Best-passage similarity, blended with rare-term overlap, plus recency (the default).
+
+    Passages are about one sentence (`max_words=20`, a typical sentence length): MiniLM is
+    trained on sentence pairs, and a fact stated in one sentence of a message about something
+    else is diluted by every sentence that shares its passage. On generated sessions (the
+    `bench/retention.py` setup, on two seeds the bench does not use) the share of evidence kept,
+    mean over 5/10/20% budgets, rose from 0.68 and 0.66 with 48-word passages to 0.79 and 0.75.
+    """
 
     def __init__(
         self,
@@ -221,7 +228,7 @@ class EvidenceScorer:
         *,
         lexical: float = 0.35,
         recency: float = 0.1,
-        max_words: int = 48,
+        max_words: int = 20,
     ) -> None:
         self.cache = EmbeddingCache(embedder)
         self.lexical = lexical
