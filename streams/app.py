@@ -69,6 +69,10 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         key_serializer="raw",
         value_serializer="raw",
     )
+    # Table writes queue in Faust's producer buffer; past 100 pending it stalls the stream and
+    # drains one message per wake-up. A turn writes two table rows, so a micro-batch of 256
+    # turns needs room for about 600.
+    app.producer.buffer.max_messages = 8 * settings.batch_size
     raw = {"key_type": bytes, "value_type": bytes, "partitions": n}
     turns = app.topic(names.turns, **raw)
     commands = app.topic(names.commands, **raw)
@@ -135,7 +139,12 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
 
 
 async def _embed(events: Sequence[TurnEvent], scorer: Scorer) -> None:
-    """Embed the batch's new prunable messages in one call, in a worker thread."""
+    """`prime_batch` in a worker thread, so the event loop keeps serving the consumer."""
+    await asyncio.get_running_loop().run_in_executor(None, prime_batch, events, scorer)
+
+
+def prime_batch(events: Sequence[TurnEvent], scorer: Scorer) -> None:
+    """Embed a batch's new prunable messages, across sessions, in one model call."""
     prime = getattr(scorer, "prime", None)
     if prime is None:
         return
@@ -145,4 +154,4 @@ async def _embed(events: Sequence[TurnEvent], scorer: Scorer) -> None:
         if e.type is TurnEventType.TURN and e.message is not None and e.message.component.prunable
     ]
     if messages:
-        await asyncio.get_running_loop().run_in_executor(None, prime, messages)
+        prime(messages)

@@ -31,5 +31,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     app = build_app(settings)
     logging.getLogger("tokenbudget").setLevel(LOG_LEVELS[loglevel])
     worker = Worker(app, loglevel=loglevel, quiet=True)
+    # aiokafka logs every send at debug level; building those records costs ~5% of a worker.
+    for noisy in ("aiokafka", "kafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     worker.execute_from_commandline()
     return 0
