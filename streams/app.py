@@ -9,6 +9,7 @@ one model call off the event loop, so the cascade later finds their vectors cach
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import weakref
@@ -37,6 +38,7 @@ from streams.settings import Settings
 from streams.topics import TopicNames
 
 log = logging.getLogger("tokenbudget.worker")
+FREEZE_EVERY = 5000
 
 
 def build_scorer(settings: Settings) -> Scorer:
@@ -91,6 +93,7 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     @app.agent(turns)
     async def process_turns(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         """Decode, embed, process and publish, a micro-batch at a time."""
+        processed = 0
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_window):
             decoded: list[tuple[EventT, TurnEvent]] = []
             for event in batch:
@@ -99,6 +102,11 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
                 except (DecodeError, TokenBudgetError) as error:
                     await _dead_letter(event, error)
             await _embed([e for _, e in decoded], store.scorer)
+            processed += len(decoded)
+            if processed >= FREEZE_EVERY:
+                # Session state is long-lived; keep the cyclic collector from walking it all.
+                processed = 0
+                gc.freeze()
             for event, turn in decoded:
                 out = Outputs()
                 _current_event.set(weakref.ref(event))  # table writes go to this partition

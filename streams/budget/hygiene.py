@@ -32,7 +32,7 @@ class Fingerprint:
 
     digest: bytes
     grams: frozenset[int]
-    signature: tuple[int, ...]
+    signature: np.ndarray
     keys: tuple[tuple[int, ...], ...]
 
 
@@ -59,12 +59,12 @@ def fingerprint(message: Message) -> Fingerprint:
     grams = shingles(message.text)
     values = np.fromiter(grams, dtype=np.uint64, count=len(grams))
     with np.errstate(over="ignore"):
-        signature = tuple(int(v) for v in ((np.outer(_A, values) + _B[:, None]) >> 32).min(1))
+        signature = ((np.outer(_A, values) + _B[:, None]) >> 32).min(1)
     found = Fingerprint(
         hashlib.blake2b(message.text.encode(), digest_size=16).digest(),
         grams,
         signature,
-        tuple((b, *signature[b * _ROWS : (b + 1) * _ROWS]) for b in range(_BANDS)),
+        tuple((b, *signature[b * _ROWS : (b + 1) * _ROWS].tolist()) for b in range(_BANDS)),
     )
     message.features["fingerprint"] = found
     return found
@@ -81,7 +81,7 @@ def _near(fp: Fingerprint, other: Fingerprint, threshold: float) -> bool:
     small, large = sorted((len(fp.grams), len(other.grams)))
     if small < threshold * large:
         return False
-    agree = sum(x == y for x, y in zip(fp.signature, other.signature, strict=True))
+    agree = int(np.count_nonzero(fp.signature == other.signature))
     if agree < (threshold - 0.25) * len(fp.signature):
         return False
     return jaccard(fp.grams, other.grams) >= threshold
@@ -94,7 +94,7 @@ def drop_duplicate_results(work: Working) -> None:
     buckets: dict[tuple[int, ...], list[Fingerprint]] = {}
     exact: list[int] = []
     near: list[int] = []
-    by_index = {i: u for u in work.units for i in u.indices}
+    by_index = work.unit_of
     for i in range(len(work.messages) - 1, -1, -1):
         message = work.messages[i]
         if not work.alive[i] or message.component is not Component.TOOL_RESULTS:
@@ -155,6 +155,7 @@ def truncate_oversized_result(work: Working) -> None:
 
 
 def apply_hygiene(work: Working) -> None:
-    """Run the hygiene step: duplicates first, then one oversized result."""
-    drop_duplicate_results(work)
-    truncate_oversized_result(work)
+    """Run the hygiene step when tool results can help: duplicates, then one oversized result."""
+    if work.ledger.excess(Component.TOOL_RESULTS) or work.ledger.over_limit():
+        drop_duplicate_results(work)
+        truncate_oversized_result(work)

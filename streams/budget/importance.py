@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -235,19 +234,56 @@ class EvidenceScorer:
         self.recency = recency
         self.max_words = max_words
 
+    @property
+    def _key(self) -> str:
+        return f"passages:{self.max_words}:{id(self.cache.embedder)}"
+
+    def prime(self, messages: Sequence[Message]) -> int:
+        """Embed the passages of messages not embedded yet, in one model call; returns how many.
+
+        The vectors are cached on each message, so a message is embedded once in its life and
+        scoring it later is a small matrix product. The worker primes a micro-batch of new
+        messages across sessions as they arrive.
+        """
+        key = self._key
+        todo = [m for m in messages if key not in m.features]
+        if not todo:
+            return 0
+        chunks = [passages(m.text, self.max_words) for m in todo]
+        vectors = self.cache.vectors([c for cs in chunks for c in cs])
+        at = 0
+        for message, cs in zip(todo, chunks, strict=True):
+            message.features[key] = vectors[at : at + len(cs)]
+            at += len(cs)
+        return at
+
+    def _dense(self, task: str, messages: Sequence[Message]) -> list[float]:
+        """Best-passage cosine per message, cached on the message for the current task.
+
+        The task changes rarely, so on most turns only the new messages need a product.
+        """
+        key = self._key
+        tag = (key, task)
+        out: list[float] = []
+        query: Vector | None = None
+        for m in messages:
+            cached = m.features.get("dense")
+            if isinstance(cached, tuple) and cached[0] == tag:
+                out.append(cached[1])
+                continue
+            if query is None:
+                query = self.cache.vectors([task])[0]
+            value = float((m.features[key] @ query).max())  # type: ignore[operator]
+            m.features["dense"] = (tag, value)
+            out.append(value)
+        return out
+
     def score(self, task: str, messages: Sequence[Message]) -> list[float]:
         """Per message: max passage cosine, + lexical × term overlap, + recency × position."""
         if not messages:
             return []
-        chunks = [passages(m.text, self.max_words) for m in messages]
-        flat = [task, *(c for cs in chunks for c in cs)]
-        vectors = self.cache.vectors(flat)
-        cosine = vectors[1:] @ vectors[0]
-        dense: list[float] = []
-        at = 0
-        for cs in chunks:
-            dense.append(float(cosine[at : at + len(cs)].max()))
-            at += len(cs)
+        self.prime(messages)
+        dense = self._dense(task, messages)
         overlap = term_overlap(task, messages)
         positions = relative_positions(len(messages))
         return [
@@ -258,15 +294,22 @@ class EvidenceScorer:
 
 def term_overlap(task: str, messages: Sequence[Message]) -> list[float]:
     """Share of the task's terms (idf-weighted over these messages) that each message contains."""
-    wanted = set(terms(task))
+    wanted = frozenset(terms(task))
     if not wanted or not messages:
         return [0.0] * len(messages)
-    bags = [set(terms(m.text)) for m in messages]
-    df: Counter[str] = Counter(t for bag in bags for t in bag if t in wanted)
+    bags = [_terms_of(m) for m in messages]
     n = len(messages)
-    idf = {t: math.log((n + 1) / (df[t] + 0.5)) for t in wanted}
+    idf = {t: math.log((n + 1) / (sum(t in bag for bag in bags) + 0.5)) for t in wanted}
     total = sum(idf.values()) or 1.0
-    return [sum(idf[t] for t in wanted & bag) / total for bag in bags]
+    return [sum(idf[t] for t in wanted & bag) / total if wanted & bag else 0.0 for bag in bags]
+
+
+def _terms_of(message: Message) -> frozenset[str]:
+    cached = message.features.get("terms")
+    if not isinstance(cached, frozenset):
+        cached = frozenset(terms(message.text))
+        message.features["terms"] = cached
+    return cached
 
 
 class LexicalScorer:

@@ -138,10 +138,14 @@ class BudgetManager:
             raise UnknownStrategyError(
                 f"unknown strategy {strategy!r} (expected one of {', '.join(STRATEGIES)})"
             )
+        ledger = self.ledger(messages)
+        self._check_fixed(Component.SYSTEM_PROMPT, ledger.used[Component.SYSTEM_PROMPT])
+        before = ledger.snapshot(estimated=self.estimated)
+        plans_summary = strategy in ("summarization", "cascade") and before.level.rank >= 1
+        if ledger.fits() and not plans_summary:  # the common case: nothing to decide
+            return Prepared(list(messages), [], [], before, before)
         work = Working(messages, self.counter, self.budgets, self.counter.chat_format.reply_priming)
         work.ledger.charge(Component.TOOL_SCHEMAS, self.tool_tokens)
-        self._check_fixed(Component.SYSTEM_PROMPT, work.ledger.used[Component.SYSTEM_PROMPT])
-        before = work.ledger.snapshot(estimated=self.estimated)
         spec = CascadeInput(
             strategy=strategy, task=task, scorer=_Lazy(self), summarize=self.summarizer
         )

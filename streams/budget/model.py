@@ -153,9 +153,10 @@ class Message:
     @property
     def answers(self) -> tuple[str, ...]:
         """Ids of the tool calls this message answers."""
+        if isinstance(self.content, str):
+            return (self.tool_call_id,) if self.tool_call_id else ()
         ids = [self.tool_call_id] if self.tool_call_id else []
-        if not isinstance(self.content, str):
-            ids += [p.tool_call_id for p in self.content if isinstance(p, ToolResultPart)]
+        ids += [p.tool_call_id for p in self.content if isinstance(p, ToolResultPart)]
         return tuple(ids)
 
     def replace_content(self, content: Content, *, truncated: bool) -> Message:

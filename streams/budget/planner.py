@@ -119,7 +119,7 @@ def _cut_oversized(work: Working) -> None:
         before = work.ledger.total
         if cut is None:
             work.drop(
-                [u for u in work.units if i in u.indices],
+                [work.unit_of[i]],
                 Rule.DEGRADATION,
                 f"{pressure_text(work)}; message {message.id} cannot fit even when cut",
             )

@@ -32,9 +32,9 @@ def group_units(messages: Sequence[Message]) -> list[Unit]:
 
     A message making tool calls is joined with every message answering one of those calls
     (OpenAI `tool` messages or Anthropic `tool_result` blocks). Units come out ordered by their
-    first message. O(n) with a union-find over indices.
+    first message. O(n); only messages that take part in a tool call go through the union-find.
     """
-    parent = list(range(len(messages)))
+    parent: dict[int, int] = {}
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -43,25 +43,40 @@ def group_units(messages: Sequence[Message]) -> list[Unit]:
         return i
 
     caller: dict[str, int] = {}
+    units: list[Unit] = []
     for i, message in enumerate(messages):
-        for call_id in message.tool_call_ids:
+        calls, answers = message.tool_call_ids, message.answers
+        if not calls and not answers:
+            units.append(Unit([i], not message.component.prunable, message.token_count or 0))
+            continue
+        parent[i] = i
+        for call_id in calls:
             caller[call_id] = i
-        for call_id in message.answers:
+        for call_id in answers:
             j = caller.get(call_id)
             if j is not None:
                 parent[find(i)] = find(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(messages)):
-        groups.setdefault(find(i), []).append(i)
-    units = []
-    for indices in groups.values():
-        members = [messages[i] for i in indices]
-        units.append(
-            Unit(
-                indices=indices,
-                protected=any(not m.component.prunable for m in members),
-                tokens=sum(m.token_count or 0 for m in members),
+    if parent:
+        groups: dict[int, list[int]] = {}
+        for i in parent:
+            groups.setdefault(find(i), []).append(i)
+        for indices in groups.values():
+            members = [messages[i] for i in indices]
+            units.append(
+                Unit(
+                    indices=indices,
+                    protected=any(not m.component.prunable for m in members),
+                    tokens=sum(m.token_count or 0 for m in members),
+                )
             )
-        )
-    units.sort(key=lambda u: u.first)
+        units.sort(key=lambda u: u.first)
     return units
+
+
+def unit_index(units: Sequence[Unit], size: int) -> list[Unit]:
+    """For each message index, the unit it belongs to."""
+    index: list[Unit] = [None] * size  # type: ignore[list-item]
+    for unit in units:
+        for i in unit.indices:
+            index[i] = unit
+    return index

@@ -9,7 +9,7 @@ from streams.budget.counting import MessageCounter
 from streams.budget.ledger import Ledger
 from streams.budget.model import Component, Message
 from streams.budget.policy import Budgets
-from streams.budget.units import Unit, group_units
+from streams.budget.units import Unit, group_units, unit_index
 
 
 class Working:
@@ -31,6 +31,7 @@ class Working:
         self.ledger = Ledger.of(budgets, self.messages, overhead)
         self.actions: list[Action] = []
         self.units: list[Unit] = group_units(self.messages)
+        self.unit_of: list[Unit] = unit_index(self.units, len(self.messages))
         self.appended: list[Message] = []
 
     # -- queries ---------------------------------------------------------------------------
@@ -109,9 +110,8 @@ class Working:
         self.messages[index] = new
         self.ledger.add(new)
         self.actions.append(action)
-        for unit in self.units:
-            if index in unit.indices:
-                unit.tokens = sum(self.messages[i].token_count or 0 for i in unit.indices)
+        unit = self.unit_of[index]
+        unit.tokens = sum(self.messages[i].token_count or 0 for i in unit.indices)
 
     def append(self, message: Message) -> None:
         """Add a new counted message (a summary) at the end of the kept view."""
