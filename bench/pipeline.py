@@ -230,7 +230,7 @@ def profile(events: list[TurnEvent], scoring: bool) -> str:
         from streams.adapters.embedding import default_scorer
 
         scorer = default_scorer()
-    processor = TurnProcessor(SessionStore({}, {}, {}, scorer))
+    processor = TurnProcessor(SessionStore({}, scorer))
     data = [CODEC.dumps(TURN_EVENT, e) for e in events]
     profiler = cProfile.Profile()
     started = time.perf_counter()
@@ -253,7 +253,7 @@ def profile(events: list[TurnEvent], scoring: bool) -> str:
 
 async def changelog_bytes(bootstrap: str, prefix: str, topics: TopicNames) -> dict[int, int]:
     """Bytes the worker's changelogs grow by for one more turn of a 10 / 1,000-message session."""
-    changelogs = [f"{prefix}app-{t}-changelog" for t in ("sessions", "cursors", "messages")]
+    changelogs = [f"{prefix}app-sessions-changelog"]
     out = {}
     for length in (10, 1000):
         sid = f"long-{length}"

@@ -81,12 +81,7 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     events = app.topic(names.events, **raw)
     dead_letters = app.topic(names.dead_letters, **raw)
     table = {"partitions": n, "key_type": str}  # json keys and values
-    store = SessionStore(
-        app.Table("sessions", **table),
-        app.Table("cursors", **table),
-        app.Table("messages", **table),
-        scorer or build_scorer(settings),
-    )
+    store = SessionStore(app.Table("sessions", **table), scorer or build_scorer(settings))
     processor = TurnProcessor(store, settings.default_strategy)
     codec = default_codec()
 

@@ -19,14 +19,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType, MappingProxyType, TracebackType
 from typing import IO, Any, Self
 
 from streams.errors import BrokerUnavailableError
 
 __all__ = [
+    "TANSU_FAUST_SETTINGS",
     "EmbeddedBroker",
     "checked_binary",
     "create_topics",
@@ -40,6 +41,24 @@ _API_VERSIONS_KEY = 18
 _TOPIC_ALREADY_EXISTS = 36
 _PORT_RETRIES = 3
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: Faust settings a worker needs on the embedded broker; why each matters: docs/FAUST_ON_TANSU.md.
+TANSU_FAUST_SETTINGS: Mapping[str, Any] = MappingProxyType(
+    {
+        # Tansu 0.6 answers ListOffsets(latest) with "base offset of the last batch + 1": after
+        # a multi-record batch a restarted worker stops restoring its changelog early (stale
+        # tables). One record per producer batch keeps end offsets exact.
+        "producer_max_batch_size": 1,
+        # A single broker: replicas beyond one cannot be placed.
+        "topic_replication_factor": 1,
+        # Tansu answers InitProducerId for transactional producers with an error.
+        "processing_guarantee": "at_least_once",
+        # Tansu answers JoinGroup after about half the session timeout and keeps a dead or
+        # departed member until its session expires: Faust's 60 s default means 30 s joins.
+        "broker_session_timeout": 3.0,
+        "broker_heartbeat_interval": 1.0,
+    }
+)
 
 
 def tansu_binary() -> Path:

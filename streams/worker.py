@@ -29,10 +29,12 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     create_topics(settings.bootstrap, TopicNames(settings.topic_prefix).all(), settings.partitions)
     app = build_app(settings)
-    logging.getLogger("tokenbudget").setLevel(LOG_LEVELS[loglevel])
+    level = LOG_LEVELS[loglevel]
+    logging.getLogger("tokenbudget").setLevel(level)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     # aiokafka logs every send at debug level; building those records costs ~5% of a worker.
+    # INFO keeps its group-membership lines (which partitions this worker holds).
     for noisy in ("aiokafka", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
     worker.execute_from_commandline()
     return 0

@@ -1,16 +1,18 @@
-"""Per-session state in three changelog-backed tables, and the live core sessions built on them.
+"""Per-session state in one changelog-backed table, and the live core sessions built on it.
 
-The tables are plain mappings here (Faust tables in the worker, dicts in unit tests):
+The table is a plain mapping here (a Faust table in the worker, a dict in unit tests), with
+three kinds of rows per session, all keyed `"<session_id>\\x1f…"`:
 
-- `starts[session_id]`: the session start (model, limit, policy, prompt, tools), written once;
-- `cursors[session_id]`: last processed seq, current task, next message position: a few bytes
-  written per turn;
-- `messages["<session_id>\\x1f<message_id>"]`: one counted message and its position, written once
-  when the message enters, deleted when it is dropped.
+- `…!start`: the session start (model, limit, policy, prompt, tools), written once;
+- `…m:<message_id>`: one counted message and its position, written once when the message
+  enters, deleted when it is dropped;
+- `…!cursor`: last processed seq, current task, next position: a few bytes, written last.
 
-So what one turn writes to a changelog is proportional to that turn, never to the session's
-length. Live `Session` objects are a cache over the tables, rebuilt after a restart or rebalance
-by one scan of the message table.
+What one turn writes is proportional to that turn, never to the session's length. One table
+means one changelog partition per session, written in order: whenever a cursor is in the
+changelog, so is every row written before it, so a worker killed between two writes never comes
+back with a cursor that claims a message it lost. Live `Session` objects are a cache over the
+table, rebuilt after a restart or rebalance by one scan.
 """
 
 from __future__ import annotations
@@ -25,12 +27,18 @@ from streams.codecs.messages import message_from_record, message_to_record
 from streams.codecs.turns import SessionStart, session_start_from_record, session_start_to_record
 
 SEP = "\x1f"
+START, CURSOR, MESSAGE = "!start", "!cursor", "m:"
 Table = MutableMapping[str, Any]
+
+
+def key(session_id: str, kind: str, message_id: str = "") -> str:
+    """The table key of one row of a session."""
+    return f"{session_id}{SEP}{kind}{message_id}"
 
 
 @dataclass(slots=True)
 class Live:
-    """A live session with what the tables know about it."""
+    """A live session with what the table knows about it."""
 
     start: SessionStart
     session: Session
@@ -42,10 +50,8 @@ class Live:
 class SessionStore:
     """Reads and writes session state; keeps live sessions cached in memory."""
 
-    def __init__(self, starts: Table, cursors: Table, messages: Table, scorer: Scorer) -> None:
-        self.starts = starts
-        self.cursors = cursors
-        self.messages = messages
+    def __init__(self, table: Table, scorer: Scorer) -> None:
+        self.table = table
         self.scorer = scorer
         self.live: dict[str, Live] = {}
         self._managers: dict[str, BudgetManager] = {}
@@ -53,8 +59,8 @@ class SessionStore:
     # -- sessions --------------------------------------------------------------------------
     def manager(self, start: SessionStart) -> BudgetManager:
         """A budget manager for a session start, shared by sessions with the same settings."""
-        key = json.dumps(session_start_to_record(start) | {"task": None}, sort_keys=True)
-        manager = self._managers.get(key)
+        signature = json.dumps(session_start_to_record(start) | {"task": None}, sort_keys=True)
+        manager = self._managers.get(signature)
         if manager is None:
             manager = BudgetManager(
                 start.model,
@@ -65,7 +71,7 @@ class SessionStore:
             )
             if len(self._managers) > 1024:
                 self._managers.clear()
-            self._managers[key] = manager
+            self._managers[signature] = manager
         return manager
 
     def begin(self, session_id: str, start: SessionStart, seq: int, system: Message) -> Live:
@@ -73,75 +79,77 @@ class SessionStore:
         manager = self.manager(start)
         live = Live(start, Session(manager, start.task or ""), seq, 0, {})
         self.live[session_id] = live
-        self.starts[session_id] = session_start_to_record(start)
+        self.table[key(session_id, START)] = session_start_to_record(start)
         if system.text:
             self.add(session_id, live, system)
         self.save_cursor(session_id, live)
         return live
 
     def get(self, session_id: str) -> Live | None:
-        """The live session, rebuilding every missing session from the tables when needed."""
+        """The live session, rebuilding every missing session from the table when needed."""
         live = self.live.get(session_id)
-        if live is None and session_id in self.starts:
+        if live is None and key(session_id, START) in self.table:
             self.rebuild()
             live = self.live.get(session_id)
         return live
 
     def rebuild(self) -> None:
-        """Rebuild every session the tables hold but memory does not (one table scan)."""
-        missing: dict[str, Live] = {}
-        for session_id, record in list(self.starts.items()):
+        """Rebuild every session the table holds but memory does not (one scan).
+
+        It iterates and never looks rows up: a Faust table resolves a lookup in the partition of
+        the event being processed, while iteration covers every partition this worker holds.
+        """
+        starts: dict[str, Any] = {}
+        cursors: dict[str, Any] = {}
+        rows: dict[str, list[tuple[int, Message]]] = {}
+        for row_key, value in list(self.table.items()):
+            session_id, _, rest = row_key.partition(SEP)
             if session_id in self.live:
                 continue
-            cursor = self.cursors.get(session_id) or {}
-            start = session_start_from_record(record)
-            session = Session(self.manager(start), cursor.get("task", start.task or ""))
-            missing[session_id] = Live(
-                start, session, cursor.get("seq", -1), cursor.get("next", 0), {}
-            )
-        if not missing:
-            return
-        rows: dict[str, list[tuple[int, Message]]] = {}
-        for key, value in list(self.messages.items()):
-            session_id, _, _ = key.partition(SEP)
-            if session_id in missing:
+            if rest == START:
+                starts[session_id] = value
+            elif rest == CURSOR:
+                cursors[session_id] = value
+            elif rest.startswith(MESSAGE):
                 message = message_from_record(value["m"])
                 message.token_count, message.counted_by = value["n"], value["by"]
                 rows.setdefault(session_id, []).append((value["pos"], message))
-        for session_id, live in missing.items():
+        for session_id, record in starts.items():
+            start = session_start_from_record(record)
+            cursor = cursors.get(session_id, {})
+            session = Session(self.manager(start), cursor.get("task", start.task or ""))
+            live = Live(start, session, cursor.get("seq", -1), cursor.get("next", 0), {})
             for pos, message in sorted(rows.get(session_id, ()), key=lambda r: r[0]):
                 live.session.add(message)
                 live.positions[message.id] = pos
             self.live[session_id] = live
 
     def forget(self) -> None:
-        """Drop the in-memory cache (after a rebalance); the tables stay the truth."""
+        """Drop the in-memory cache (after a rebalance); the table stays the truth."""
         self.live.clear()
 
     def end(self, session_id: str) -> None:
-        """Delete a session's state everywhere."""
+        """Delete a session's rows (cursor first, so a crash midway leaves no live cursor)."""
         live = self.get(session_id)
+        self.table.pop(key(session_id, CURSOR), None)
         if live is not None:
             for message_id in list(live.session.messages):
-                self.messages.pop(f"{session_id}{SEP}{message_id}", None)
+                self.table.pop(key(session_id, MESSAGE, message_id), None)
+        self.table.pop(key(session_id, START), None)
         self.live.pop(session_id, None)
-        self.starts.pop(session_id, None)
-        self.cursors.pop(session_id, None)
 
     # -- messages ----------------------------------------------------------------------------
-    def add(self, session_id: str, live: Live, message: Message, pos: int | None = None) -> bool:
-        """Count a message into the session and write it (once) to the message table."""
+    def add(self, session_id: str, live: Live, message: Message) -> bool:
+        """Count a message into the session and write it (once) to the table."""
         if not live.session.add(message):
             return False
-        if pos is None:
-            pos = live.next_pos
-            live.next_pos += 1
-        live.positions[message.id] = pos
-        self._write(session_id, message, pos)
+        live.positions[message.id] = live.next_pos
+        live.next_pos += 1
+        self._write(session_id, message, live.positions[message.id])
         return True
 
     def _write(self, session_id: str, message: Message, pos: int) -> None:
-        self.messages[f"{session_id}{SEP}{message.id}"] = {
+        self.table[key(session_id, MESSAGE, message.id)] = {
             "pos": pos,
             "n": message.token_count,
             "by": message.counted_by,
@@ -167,12 +175,12 @@ class SessionStore:
                     live.next_pos += 1
             self._write(session_id, message, live.positions[message_id])
         for message_id in before.keys() - now.keys():
-            self.messages.pop(f"{session_id}{SEP}{message_id}", None)
+            self.table.pop(key(session_id, MESSAGE, message_id), None)
             live.positions.pop(message_id, None)
 
     def save_cursor(self, session_id: str, live: Live) -> None:
-        """Write the few bytes that move on every turn."""
-        self.cursors[session_id] = {
+        """Write the few bytes that move on every turn, after everything else of that turn."""
+        self.table[key(session_id, CURSOR)] = {
             "seq": live.seq,
             "task": live.session.task,
             "next": live.next_pos,

@@ -60,7 +60,7 @@ class TurnProcessor:
         start = event.session_start
         assert start is not None
         existing = self.store.get(sid)
-        if existing is not None:
+        if existing is not None and existing.seq >= 0:  # seq -1: a start cut short by a crash
             if event.seq <= existing.seq:
                 out.duplicates += 1
                 return

@@ -77,7 +77,7 @@ class Expected:
 
 def replay(events: Iterable[TurnEvent]) -> dict[str, Expected]:
     """Run events through a local turn processor (dict tables, lexical scorer)."""
-    store = SessionStore({}, {}, {}, LexicalScorer())
+    store = SessionStore({}, LexicalScorer())
     processor = TurnProcessor(store)
     out: dict[str, Outputs] = defaultdict(Outputs)
     for event in events:
@@ -199,7 +199,12 @@ class FleetClient:
 
 
 def worker_command(
-    bootstrap: str, topics: TopicNames, app_id: str, partitions: int, scoring: bool = False
+    bootstrap: str,
+    topics: TopicNames,
+    app_id: str,
+    partitions: int,
+    scoring: bool = False,
+    store: str = "memory://",
 ) -> Callable[..., list[str]]:
     """The `tokenbudget worker` command line for the conftest's worker fixture."""
 
@@ -221,6 +226,8 @@ def worker_command(
             str(worker.datadir),  # type: ignore[attr-defined]
             "--web-port",
             str(worker.web_port),  # type: ignore[attr-defined]
+            "--store",
+            store,
         ]
         return args if scoring else [*args, "--no-scoring"]
 

@@ -212,7 +212,10 @@ def test_two_workers_split_partitions_and_agree_with_one(broker, pipeline, wait_
     assert split()  # no worker left the group meanwhile
 
 
-def test_a_killed_worker_recovers_its_tables_from_the_changelog(broker, pipeline, wait_for) -> None:
+def test_a_killed_worker_recovers_its_tables_from_the_changelog(broker, pipeline) -> None:
+    # memory store: the tables are rebuilt from the changelog alone. (rocksdb:// is not tested
+    # here: Tansu 0.6 under-reports a partition's end offset after multi-record batches, which
+    # fails Faust's RocksDB consistency check on restart.)
     topics, (worker,) = pipeline()
     fleet = fleet_events(8, 30, seed=5)
     first = {sid: events[:16] for sid, events in fleet.items()}

@@ -30,12 +30,8 @@ class Recording(dict):
         return super().pop(key, default)
 
 
-def tables() -> tuple[Recording, Recording, Recording]:
-    return Recording(), Recording(), Recording()
-
-
-def processor(starts, cursors, messages) -> TurnProcessor:
-    store = SessionStore(starts, cursors, messages, LexicalScorer())
+def processor(table=None) -> TurnProcessor:
+    store = SessionStore(Recording() if table is None else table, LexicalScorer())
     return TurnProcessor(store, clock=lambda: 1_700_000_000.0)
 
 
@@ -62,7 +58,7 @@ def drive(proc: TurnProcessor, events: list[TurnEvent]) -> Outputs:
 
 
 def test_every_turn_gets_a_snapshot_and_the_ledger_stays_exact() -> None:
-    proc = processor(*tables())
+    proc = processor()
     turns = [m for m in conversation(30) if m.role != "system"]
     out = drive(proc, [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))])
     assert [s.seq for s in out.snapshots] == list(range(len(turns) + 1))
@@ -86,7 +82,7 @@ def test_every_turn_gets_a_snapshot_and_the_ledger_stays_exact() -> None:
 
 
 def test_duplicates_and_redeliveries_change_nothing() -> None:
-    proc = processor(*tables())
+    proc = processor()
     turns = [m for m in conversation(10) if m.role != "system"]
     events = [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))]
     once = drive(proc, events)
@@ -97,7 +93,7 @@ def test_duplicates_and_redeliveries_change_nothing() -> None:
 
 
 def test_turns_for_unknown_sessions_and_second_starts_are_rejected() -> None:
-    proc = processor(*tables())
+    proc = processor()
     out = drive(
         proc,
         [
@@ -111,7 +107,7 @@ def test_turns_for_unknown_sessions_and_second_starts_are_rejected() -> None:
 
 
 def test_a_system_prompt_over_its_share_is_rejected_with_a_command() -> None:
-    proc = processor(*tables())
+    proc = processor()
     out = drive(proc, [start("s", prompt="You are very thorough. " * 100, system_prompt=50)])
     (command,) = out.commands
     assert command.action.kind is ActionKind.REJECTED
@@ -122,12 +118,12 @@ def test_a_system_prompt_over_its_share_is_rejected_with_a_command() -> None:
 
 
 def test_a_restarted_worker_rebuilds_sessions_from_the_tables() -> None:
-    starts, cursors, messages = tables()
-    proc = processor(starts, cursors, messages)
+    table = Recording()
+    proc = processor(table)
     turns = [m for m in conversation(25) if m.role != "system"]
     events = [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))]
     drive(proc, events[:40])
-    reborn = processor(starts, cursors, messages)
+    reborn = processor(table)
     rest = drive(reborn, events[30:])
     assert rest.duplicates == 10
     drive(proc, events[40:])
@@ -139,8 +135,8 @@ def test_a_restarted_worker_rebuilds_sessions_from_the_tables() -> None:
 
 @pytest.mark.parametrize("length", [10, 1000])
 def test_what_a_turn_writes_does_not_grow_with_the_session(length: int) -> None:
-    starts, cursors, messages = tables()
-    proc = processor(starts, cursors, messages)
+    table = Recording()
+    proc = processor(table)
     body = "a steady stream of agent chatter about the build " * 3
     roomy = SessionStart("gpt-4o", 10_000_000, Policy(), "")
     events = [TurnEvent("s-0", "s", 0, TurnEventType.SESSION_START, 0.0, session_start=roomy)]
@@ -148,7 +144,7 @@ def test_what_a_turn_writes_does_not_grow_with_the_session(length: int) -> None:
         turn("s", i + 1, Message(id=f"m{i}", role="user", content=body)) for i in range(length)
     ]
     drive(proc, events[:-1])
-    before = starts.written + cursors.written + messages.written
+    before = table.written
     drive(proc, events[-1:])
-    per_turn = starts.written + cursors.written + messages.written - before
+    per_turn = table.written - before
     assert 150 < per_turn < 600, per_turn
