@@ -122,6 +122,7 @@ class Worker:
             str(free_port()),
             "--loglevel",
             "warn",
+            "--embedded-broker",
         ]
         if not scoring:
             args.append("--no-scoring")
@@ -172,7 +173,11 @@ async def drive(
     """
     want = {(e.session_id, e.seq) for e in events}
     consumer = AIOKafkaConsumer(
-        topics.events, bootstrap_servers=bootstrap, auto_offset_reset="latest", group_id=None
+        topics.events,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="latest",
+        group_id=None,
+        fetch_max_wait_ms=20,  # a long poll held open would be measured as latency
     )
     await consumer.start()
     await consumer.seek_to_end()

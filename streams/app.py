@@ -50,10 +50,47 @@ def build_scorer(settings: Settings) -> Scorer:
     return default_scorer()
 
 
+FETCH_MAX_WAIT_MS = 20
+
+
+def _short_fetch_waits() -> None:
+    """Make the worker's consumer long-poll for at most `FETCH_MAX_WAIT_MS`.
+
+    Faust 0.15 hard-codes `fetch_max_wait_ms=1500`, and a broker may hold a fetch for a good
+    part of that before answering (Tansu answers after ~750 ms even when records are waiting),
+    which alone put ~0.5-1 s between publish and snapshot. The consumer is built in one Faust
+    method; we wrap it and lower the value on the aiokafka consumer before it starts.
+    """
+    from faust.transport.drivers import aiokafka as driver
+
+    create = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "tokenbudget", False):
+        return
+
+    def create_with_short_waits(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+    create_with_short_waits.tokenbudget = True  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create_with_short_waits
+
+
+def embedded_overrides(settings: Settings) -> dict[str, Any]:
+    """Faust settings the embedded broker needs (its end offsets are exact only with one record
+    per producer batch; without that, a restarted worker restores its tables short)."""
+    if not settings.embedded_broker:
+        return {}
+    from streams.broker import TANSU_FAUST_SETTINGS
+
+    return {"producer_max_batch_size": TANSU_FAUST_SETTINGS["producer_max_batch_size"]}
+
+
 def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     """A configured Faust app with the budget worker's topics, tables and processors."""
     names = TopicNames(settings.topic_prefix)
     n = settings.partitions
+    _short_fetch_waits()
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
@@ -70,6 +107,7 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
+        **embedded_overrides(settings),
     )
     # Table writes queue in Faust's producer buffer; past 100 pending it stalls the stream and
     # drains one message per wake-up. A turn writes two table rows, so a micro-batch of 256

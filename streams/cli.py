@@ -142,6 +142,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "topic_prefix": args.topic_prefix,
         "app_id": args.app_id,
         "store": args.store,
+        "embedded_broker": True if args.embedded_broker else None,
         "scoring": False if args.no_scoring else None,
     }
     settings = Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -198,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--web-port", type=int, help="HTTP port (TOKENBUDGET_WEB_PORT)")
     worker.add_argument("--topic-prefix", help="prefix of every topic (TOKENBUDGET_TOPIC_PREFIX)")
     worker.add_argument("--app-id", help="Faust app id / consumer group (TOKENBUDGET_APP_ID)")
+    worker.add_argument(
+        "--embedded-broker",
+        action="store_true",
+        help="the broker is the embedded Tansu (TOKENBUDGET_EMBEDDED_BROKER)",
+    )
     worker.add_argument("--store", help="memory:// (default) or rocksdb:// (TOKENBUDGET_STORE)")
     worker.add_argument(
         "--no-scoring",

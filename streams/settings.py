@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         description="TOKENBUDGET_SESSION_TIMEOUT: consumer group session timeout in seconds; "
         "short, so a crashed worker's partitions move quickly.",
     )
+    embedded_broker: bool = Field(
+        default=False,
+        description="TOKENBUDGET_EMBEDDED_BROKER: the broker is the embedded Tansu; apply its "
+        "workarounds (one record per producer batch, see docs/FAUST_ON_TANSU.md).",
+    )
     default_strategy: str = Field(
         default="cascade",
         description="TOKENBUDGET_DEFAULT_STRATEGY: strategy of sessions that name none.",

@@ -29,6 +29,8 @@ from streams.broker import EmbeddedBroker, free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BROKER_URL_ENV = "TOKENBUDGET_BROKER_URL"
 WORKER_READY_LINE = "[^Worker]: Ready"
+# Logged by Faust each time a (re)assignment has been recovered and processing resumes.
+RECOVERED_LINE = "[^---Recovery]: Worker ready"
 LOG_TAIL_CHARS = 20_000
 
 T = TypeVar("T")
@@ -56,16 +58,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def poll_until(
-    predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = ""
+    predicate: Callable[[], T],
+    timeout: float,
+    interval: float = 0.05,
+    what: str | Callable[[], str] = "",
 ) -> T:
-    """Call `predicate` until it returns something truthy and return that; fail at the deadline."""
+    """Call `predicate` until it returns something truthy and return that; fail at the deadline.
+
+    `what` names the condition in the timeout message; a callable is asked at the deadline,
+    so the message can show the state the test was stuck in.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            raise AssertionError(_timeout_message(timeout, what, predicate))
         time.sleep(interval)
 
 
@@ -73,7 +82,7 @@ async def poll_until_async(
     predicate: Callable[[], T | Awaitable[T]],
     timeout: float,
     interval: float = 0.05,
-    what: str = "",
+    what: str | Callable[[], str] = "",
 ) -> T:
     """Async `poll_until`: `predicate` may be a plain or a coroutine function."""
     deadline = time.monotonic() + timeout
@@ -84,8 +93,14 @@ async def poll_until_async(
         if result:
             return result  # type: ignore[return-value]
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            raise AssertionError(_timeout_message(timeout, what, predicate))
         await asyncio.sleep(interval)
+
+
+def _timeout_message(timeout: float, what: str | Callable[[], str], predicate: object) -> str:
+    """The timeout message, naming the condition as precisely as the caller could."""
+    described = what() if callable(what) else what
+    return f"timed out after {timeout}s waiting for {described or predicate}"
 
 
 @pytest.fixture
@@ -170,7 +185,25 @@ class FaustWorker:
         assert not self.running, f"worker {self.name} is already running"
         self.starts += 1
         self.web_port = free_port()
-        command = self.command(self) if self.command is not None else [
+        command = (self.command or FaustWorker.faust_cli)(self)
+        with self.log_path.open("ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(command)}\n".encode())
+            log.flush()
+            self._log_offset = log.tell()
+            self._process = subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def faust_cli(self) -> list[str]:
+        """The default command line: `python -m faust -A APP --datadir D worker ...`."""
+        return [
             sys.executable,
             "-m",
             "faust",
@@ -188,32 +221,26 @@ class FaustWorker:
             "--web-port",
             str(self.web_port),
         ]
-        with self.log_path.open("ab") as log:
-            log.write(f"\n===== start #{self.starts}: {' '.join(command)}\n".encode())
-            log.flush()
-            self._log_offset = log.tell()
-            self._process = subprocess.Popen(
-                command,
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
+
+    def log_mark(self) -> int:
+        """A position in the log: pass it as `since` to wait only for lines logged after now."""
+        return self.log_path.stat().st_size
+
+    def log_since(self, since: int | None = None) -> str:
+        """What was logged after `since` (a `log_mark()`), or by the current process."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset if since is None else since)
+            return log.read().decode(errors="replace")
 
     def log_since_start(self) -> str:
         """What the current process has logged so far."""
-        with self.log_path.open("rb") as log:
-            log.seek(self._log_offset)
-            return log.read().decode(errors="replace")
+        return self.log_since()
 
-    def wait_for_log(self, text: str, timeout: float) -> None:
-        """Wait until the current process logs `text`; fail early if it dies."""
+    def wait_for_log(self, text: str, timeout: float, since: int | None = None) -> None:
+        """Wait until `text` is logged after `since` (default: by this process); fail if it dies."""
 
         def logged() -> bool:
-            if text in self.log_since_start():
+            if text in self.log_since(since):
                 return True
             if not self.running:
                 raise AssertionError(
@@ -226,6 +253,11 @@ class FaustWorker:
     def wait_ready(self, timeout: float = 60.0) -> Self:
         """Wait until the worker has joined the group, recovered its tables and is processing."""
         self.wait_for_log(WORKER_READY_LINE, timeout)
+        return self
+
+    def wait_recovered(self, since: int, timeout: float = 60.0) -> Self:
+        """Wait until the worker has recovered a (re)assignment made after `since` (a log mark)."""
+        self.wait_for_log(RECOVERED_LINE, timeout, since=since)
         return self
 
     def kill(self) -> None:
@@ -278,6 +310,10 @@ def faust_worker(
     broker: EmbeddedBroker, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., FaustWorker]]:
     """Factory: `faust_worker("pkg.module", env={...})` starts a worker and waits until Ready.
+
+    `command(worker)` replaces the default `python -m faust -A pkg.module ... worker` line (for
+    an app's own CLI); it is called at every (re)start and should pass on the worker's
+    `datadir` and its freshly picked `web_port`.
 
     The worker's environment points at the session broker (`TOKENBUDGET_BROKER_URL`).
     Every worker is stopped at teardown (SIGTERM, then SIGKILL); when the test fails, each

@@ -228,6 +228,7 @@ def worker_command(
             str(worker.web_port),  # type: ignore[attr-defined]
             "--store",
             store,
+            "--embedded-broker",
         ]
         return args if scoring else [*args, "--no-scoring"]
 
