@@ -159,6 +159,10 @@ class Message:
         ids += [p.tool_call_id for p in self.content if isinstance(p, ToolResultPart)]
         return tuple(ids)
 
+    def uncounted(self) -> Message:
+        """A copy with no cached count or features (for a from-scratch recount)."""
+        return self.replace_content(self.content, truncated=False)
+
     def replace_content(self, content: Content, *, truncated: bool) -> Message:
         """A copy with new content and no cached count."""
         return Message(

@@ -107,18 +107,7 @@ def command_key(command: BudgetCommand) -> tuple[object, ...]:
 
 def fresh(messages: Sequence[Message]) -> list[Message]:
     """Copies without cached counts, for a from-scratch recount."""
-    return [
-        Message(
-            id=m.id,
-            role=m.role,
-            content=m.content,
-            component=m.component,
-            pinned=m.pinned,
-            tool_call_id=m.tool_call_id,
-            name=m.name,
-        )
-        for m in messages
-    ]
+    return [m.uncounted() for m in messages]
 
 
 @dataclass

@@ -63,19 +63,7 @@ def test_every_turn_gets_a_snapshot_and_the_ledger_stays_exact() -> None:
     out = drive(proc, [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))])
     assert [s.seq for s in out.snapshots] == list(range(len(turns) + 1))
     live = proc.store.live["s"]
-    recount = live.session.manager.snapshot(
-        [
-            Message(
-                id=m.id,
-                role=m.role,
-                content=m.content,
-                component=m.component,
-                pinned=m.pinned,
-                tool_call_id=m.tool_call_id,
-            )
-            for m in live.session.messages.values()
-        ]
-    )
+    recount = live.session.manager.snapshot([m.uncounted() for m in live.session.messages.values()])
     assert out.snapshots[-1].snapshot == recount
     assert out.commands and all(c.action.kind is ActionKind.DROP for c in out.commands)
     assert out.snapshots[-1].snapshot.used <= out.snapshots[-1].snapshot.effective_limit

@@ -130,18 +130,7 @@ def test_prepare_invariants(messages, policy, limit, strategy) -> None:
     # cached counts equal a fresh recount, and the snapshot equals a fresh ledger
     for m in kept:
         assert m.token_count == manager.counter.measure(m)
-    fresh = [
-        Message(
-            id=m.id,
-            role=m.role,
-            content=m.content,
-            component=m.component,
-            pinned=m.pinned,
-            tool_call_id=m.tool_call_id,
-            name=m.name,
-        )
-        for m in kept
-    ]
+    fresh = [m.uncounted() for m in kept]
     assert manager.snapshot(fresh).used == snapshot.used
 
     # dropped ids are exactly the originals that are gone
