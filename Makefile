@@ -24,7 +24,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies (offline assets included)
 
-demo: install ## Run the main job: an agent conversation through the budget cascade, with a report
+demo: install ## Run the main job: an agent fleet through the embedded broker and a budget worker
 	$(PY) -m streams demo
 
 test: install ## Run the whole test suite (unit + integration); fails if no test is collected

@@ -116,10 +116,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the demo (see `streams.demo`)."""
-    from streams.demo import run_demo
+    """Run the streaming demo, or the in-process one with --in-process."""
+    if args.in_process:
+        from streams.demo import run_demo
 
-    return run_demo(args)
+        return run_demo(args)
+    from streams.demo_stream import run_stream_demo
+
+    return run_stream_demo(args.sessions, args.turns, args.seed)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -216,7 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     demo = sub.add_parser("demo", help="run the demo on a generated long agent conversation")
-    demo.add_argument("--turns", type=int, default=80, help="conversation turns (default 80)")
+    demo.add_argument(
+        "--in-process", action="store_true", help="one long session through the library, no broker"
+    )
+    demo.add_argument("--sessions", type=int, default=12, help="agent sessions (default 12)")
+    demo.add_argument("--turns", type=int, default=40, help="turns per session (default 40)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--context-limit", type=int, default=16_000)
     demo.add_argument("--model", default="gpt-4o")

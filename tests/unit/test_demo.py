@@ -6,7 +6,7 @@ from streams.cli import main
 
 
 def test_demo_manages_a_session_that_would_overflow(capsys, embedder) -> None:
-    code = main(["demo", "--turns", "40", "--context-limit", "6000"])
+    code = main(["demo", "--in-process", "--turns", "40", "--context-limit", "6000"])
     out = capsys.readouterr().out
     assert code == 0
     assert "Budget at the last LLM call:" in out
