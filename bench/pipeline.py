@@ -46,6 +46,7 @@ from streams.corpus import generate_conversation
 from streams.processors.state import SessionStore
 from streams.processors.turns import Outputs, TurnProcessor
 from streams.topics import TopicNames
+from streams.worker import command_line
 
 CODEC = default_codec()
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,29 +104,15 @@ class Worker:
 
     def __init__(self, bootstrap: str, prefix: str, scoring: bool, workdir: Path) -> None:
         self.log = workdir / f"worker-{prefix}log"
-        args = [
-            sys.executable,
-            "-m",
-            "streams",
-            "worker",
-            "--bootstrap",
+        args = command_line(
             bootstrap,
-            "--partitions",
-            "4",
-            "--topic-prefix",
-            prefix,
-            "--app-id",
-            prefix + "app",
-            "--data-dir",
-            str(workdir / f"{prefix}data"),
-            "--web-port",
-            str(free_port()),
-            "--loglevel",
-            "warn",
-            "--embedded-broker",
-        ]
-        if not scoring:
-            args.append("--no-scoring")
+            topic_prefix=prefix,
+            app_id=prefix + "app",
+            data_dir=str(workdir / f"{prefix}data"),
+            web_port=free_port(),
+            scoring=scoring,
+            loglevel="warn",
+        )
         self.process = subprocess.Popen(
             args,
             cwd=ROOT,

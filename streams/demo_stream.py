@@ -33,6 +33,7 @@ from streams.codecs import (
 from streams.corpus import generate_fleet
 from streams.report import bar
 from streams.topics import TopicNames
+from streams.worker import command_line
 
 CODEC = default_codec()
 
@@ -155,27 +156,14 @@ def run_stream_demo(sessions: int = 12, turns: int = 40, seed: int = 7) -> int:
     started = time.monotonic()
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streams",
-                "worker",
-                "--bootstrap",
+            command_line(
                 broker.bootstrap,
-                "--partitions",
-                "4",
-                "--topic-prefix",
-                topics.prefix,
-                "--app-id",
-                "demo-worker",
-                "--data-dir",
-                str(workdir / "worker-data"),
-                "--web-port",
-                str(free_port()),
-                "--embedded-broker",
-                "--loglevel",
-                "warn",
-            ],
+                topic_prefix=topics.prefix,
+                app_id="demo-worker",
+                data_dir=str(workdir / "worker-data"),
+                web_port=free_port(),
+                loglevel="warn",
+            ),
             stdout=(workdir / "worker.log").open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,

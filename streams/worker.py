@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from streams.settings import Settings
 from streams.topics import TopicNames
@@ -38,3 +39,46 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
     worker.execute_from_commandline()
     return 0
+
+
+def command_line(
+    bootstrap: str,
+    *,
+    topic_prefix: str,
+    app_id: str,
+    data_dir: str,
+    web_port: int,
+    partitions: int = 4,
+    scoring: bool = True,
+    store: str = "memory://",
+    embedded_broker: bool = True,
+    loglevel: str = "info",
+) -> list[str]:
+    """The argv that runs a worker as its own process (demo, benchmarks, tests)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "streams",
+        "worker",
+        "--bootstrap",
+        bootstrap,
+        "--partitions",
+        str(partitions),
+        "--topic-prefix",
+        topic_prefix,
+        "--app-id",
+        app_id,
+        "--data-dir",
+        data_dir,
+        "--web-port",
+        str(web_port),
+        "--store",
+        store,
+        "--loglevel",
+        loglevel,
+    ]
+    if embedded_broker:
+        argv.append("--embedded-broker")
+    if not scoring:
+        argv.append("--no-scoring")
+    return argv

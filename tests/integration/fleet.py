@@ -4,7 +4,6 @@ and replay the same events through the core to know what the worker must have pr
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +28,7 @@ from streams.corpus import generate_conversation
 from streams.processors.state import SessionStore
 from streams.processors.turns import Outputs, TurnProcessor
 from streams.topics import TopicNames
+from streams.worker import command_line
 
 CODEC = default_codec()
 
@@ -198,28 +198,16 @@ def worker_command(
     """The `tokenbudget worker` command line for the conftest's worker fixture."""
 
     def command(worker: object) -> list[str]:
-        args = [
-            sys.executable,
-            "-m",
-            "streams",
-            "worker",
-            "--bootstrap",
+        return command_line(
             bootstrap,
-            "--partitions",
-            str(partitions),
-            "--topic-prefix",
-            topics.prefix,
-            "--app-id",
-            app_id,
-            "--data-dir",
-            str(worker.datadir),  # type: ignore[attr-defined]
-            "--web-port",
-            str(worker.web_port),  # type: ignore[attr-defined]
-            "--store",
-            store,
-            "--embedded-broker",
-        ]
-        return args if scoring else [*args, "--no-scoring"]
+            topic_prefix=topics.prefix,
+            app_id=app_id,
+            data_dir=str(worker.datadir),  # type: ignore[attr-defined]
+            web_port=worker.web_port,  # type: ignore[attr-defined]
+            partitions=partitions,
+            scoring=scoring,
+            store=store,
+        )
 
     return command
 
