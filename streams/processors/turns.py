@@ -101,9 +101,10 @@ class TurnProcessor:
             live.session.task = event.task or ""
         elif event.type is TurnEventType.TURN:
             assert event.message is not None
-            if not self.store.add(sid, live, event.message):
-                out.duplicates += 1
-            elif not live.session.fits():
+            # A message already present past the cursor is a turn cut short by a crash (its row
+            # reached the changelog, the rest of the turn did not): finish it, cascade included.
+            self.store.add(sid, live, event.message)
+            if not live.session.fits():
                 before = dict(live.session.messages)
                 strategy = live.start.strategy or self.default_strategy
                 prepared = live.session.prepare(strategy)

@@ -136,3 +136,28 @@ def test_what_a_turn_writes_does_not_grow_with_the_session(length: int) -> None:
     drive(proc, events[-1:])
     per_turn = table.written - before
     assert 150 < per_turn < 600, per_turn
+
+
+def test_a_turn_cut_short_by_a_crash_is_finished_on_redelivery() -> None:
+    """The message row reached the changelog, its drops and cursor did not: redo the cascade."""
+    turns = [m for m in conversation(12) if m.role != "system"]
+    events = [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))]
+    whole = processor()
+    expected = drive(whole, events)
+    cut = next(
+        i
+        for i, e in enumerate(expected.snapshots)
+        if e.seq and any(c.seq == e.seq for c in expected.commands)
+    )  # the first turn that pruned
+    table = Recording()
+    crashed = processor(table)
+    drive(crashed, events[:cut])
+    live = crashed.store.get("s")
+    crashed.store.add("s", live, events[cut].message.uncounted())  # only the message row landed
+    reborn = processor(table)
+    out = drive(reborn, events[cut:])
+    assert out.duplicates == 0
+    assert [c.action for c in out.commands] == [
+        c.action for c in expected.commands if c.seq >= events[cut].seq
+    ]
+    assert reborn.store.live["s"].session.snapshot() == whole.store.live["s"].session.snapshot()
