@@ -175,7 +175,6 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     async def _revoked(_app: Any, revoked: Any, **_: Any) -> None:
         store.forget()
 
-    app.tokenbudget_store = store  # type: ignore[attr-defined]
     return app
 
 

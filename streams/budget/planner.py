@@ -15,14 +15,14 @@ and degradation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from streams.budget.actions import Action, ActionKind, Rule
 from streams.budget.hygiene import TRUNCATION_MARKER, apply_hygiene
 from streams.budget.importance import Scorer
 from streams.budget.ledger import alert_level
-from streams.budget.model import Component, Message
+from streams.budget.model import Component
 from streams.budget.selection import importance, pressure_text, sliding_window
 from streams.budget.summarization import (
     Summarize,
@@ -95,8 +95,6 @@ def degrade(work: Working, task: str) -> None:
 
 def _relabel_last(work: Working, old: Rule, new: Rule) -> None:
     if work.actions and work.actions[-1].rule is old and work.actions[-1].kind is ActionKind.DROP:
-        from dataclasses import replace
-
         last = work.actions[-1]
         work.actions[-1] = replace(
             last, rule=new, reason=last.reason.replace("dropped the oldest", "dropped all older")
@@ -170,8 +168,3 @@ def reset(work: Working, task: str) -> None:
 
 def _is_fixed(work: Working, indices: Sequence[int]) -> bool:
     return all(work.messages[i].component.fixed for i in indices)
-
-
-def fixed_tokens(messages: Sequence[Message]) -> int:
-    """Tokens of the fixed components among counted messages."""
-    return sum(m.token_count or 0 for m in messages if m.component.fixed)

@@ -47,6 +47,20 @@ def pipeline(broker, faust_worker, unique_name) -> Callable[..., object]:
     return start
 
 
+def exchange(
+    broker, topics: TopicNames, events: list, done: Callable[[Collected], bool], timeout: float
+) -> Collected:
+    """Publish `events`, then read the output topics until `done(collected)`."""
+
+    async def go() -> Collected:
+        async with FleetClient(broker.bootstrap, topics) as client:
+            await client.publish(events)
+            await client.collect_until(done, timeout=timeout)
+            return client.collected
+
+    return run(go())  # type: ignore[return-value]
+
+
 def all_snapshots(expected: dict[str, object]) -> Callable[[Collected], bool]:
     def done(collected: Collected) -> bool:
         return all(
@@ -89,13 +103,7 @@ def test_fifty_sessions_stay_exact_and_commands_fire_at_thresholds(broker, pipel
     expected = replay(interleave(fleet))
     assert sum(len(e.commands) for e in expected.values()) > 50  # thresholds are crossed
 
-    async def go() -> Collected:
-        async with FleetClient(broker.bootstrap, topics) as client:
-            await client.publish(interleave(fleet))
-            await client.collect_until(all_snapshots(expected), timeout=180)
-            return client.collected
-
-    collected = run(go())
+    collected = exchange(broker, topics, interleave(fleet), all_snapshots(expected), 180)
     assert_exact(collected, expected, fleet)
     assert all(len(collected.snapshots[sid]) == 41 for sid in fleet)  # no duplicates either
     assert collected.dead_letters == []
@@ -114,13 +122,7 @@ def test_duplicates_and_redeliveries_change_nothing(broker, pipeline) -> None:
             noisy.append(event)  # producer retry
     noisy += ordered[: len(ordered) // 2]  # a whole range redelivered
 
-    async def go() -> Collected:
-        async with FleetClient(broker.bootstrap, topics) as client:
-            await client.publish(noisy)
-            await client.collect_until(all_snapshots(expected), timeout=120)
-            return client.collected
-
-    collected = run(go())
+    collected = exchange(broker, topics, noisy, all_snapshots(expected), 120)
     assert_exact(collected, expected, fleet)
     for sid in fleet:
         assert len(collected.snapshots[sid]) == 31
@@ -161,15 +163,10 @@ def test_malformed_events_go_to_the_dead_letter_topic_and_valid_sessions_stay_ex
         if i % 20 == 0 and bad:
             mixed.append(bad.pop())
 
-    async def go() -> Collected:
-        async with FleetClient(broker.bootstrap, topics) as client:
-            await client.publish(mixed)
-            await client.collect_until(
-                lambda c: all_snapshots(expected)(c) and len(c.dead_letters) >= 5, timeout=120
-            )
-            return client.collected
+    def done(c: Collected) -> bool:
+        return all_snapshots(expected)(c) and len(c.dead_letters) >= 5
 
-    collected = run(go())
+    collected = exchange(broker, topics, mixed, done, 120)
     assert_exact(collected, expected, fleet)
     reasons = sorted(d.reason for d in collected.dead_letters)
     assert len(reasons) == 5
@@ -201,13 +198,7 @@ def test_two_workers_split_partitions_and_agree_with_one(broker, pipeline, wait_
     fleet = fleet_events(12, 30, seed=4)
     expected = replay(interleave(fleet))
 
-    async def go() -> Collected:
-        async with FleetClient(broker.bootstrap, topics) as client:
-            await client.publish(interleave(fleet))
-            await client.collect_until(all_snapshots(expected), timeout=180)
-            return client.collected
-
-    collected = run(go())
+    collected = exchange(broker, topics, interleave(fleet), all_snapshots(expected), 180)
     assert_exact(collected, expected, fleet)
     assert split()  # no worker left the group meanwhile
 
@@ -222,13 +213,7 @@ def test_a_killed_worker_recovers_its_tables_from_the_changelog(broker, pipeline
     expected_first = replay(interleave(first))
     expected = replay(interleave(fleet))
 
-    async def publish(events, expect) -> Collected:
-        async with FleetClient(broker.bootstrap, topics) as client:
-            await client.publish(events)
-            await client.collect_until(all_snapshots(expect), timeout=150)
-            return client.collected
-
-    run(publish(interleave(first), expected_first))
+    exchange(broker, topics, interleave(first), all_snapshots(expected_first), 150)
     worker.kill()
     worker.start()
     worker.wait_ready(90)
@@ -236,7 +221,7 @@ def test_a_killed_worker_recovers_its_tables_from_the_changelog(broker, pipeline
     # that arrives while a rebalance is still recovering tables (docs/FAUST_ON_TANSU.md).
     wait_for(lambda: assigned(worker, topics.turns) == set(range(PARTITIONS)), timeout=90)
     rest = {sid: events[16:] for sid, events in fleet.items()}
-    collected = run(publish(interleave(rest), expected))
+    collected = exchange(broker, topics, interleave(rest), all_snapshots(expected), 150)
     assert_exact(collected, expected, fleet, in_order=False)
 
 
