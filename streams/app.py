@@ -24,6 +24,7 @@ from streams.budget import LexicalScorer, Scorer
 from streams.codecs import (
     BUDGET_COMMAND,
     BUDGET_SNAPSHOT,
+    COMPRESSED_HISTORY,
     DEAD_LETTER,
     TURN_EVENT,
     DeadLetter,
@@ -118,6 +119,7 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     commands = app.topic(names.commands, **raw)
     events = app.topic(names.events, **raw)
     dead_letters = app.topic(names.dead_letters, **raw)
+    compressed = app.topic(names.compressed, **raw)
     table = {"partitions": n, "key_type": str}  # json keys and values
     store = SessionStore(app.Table("sessions", **table), scorer or build_scorer(settings))
     processor = TurnProcessor(store, settings.default_strategy)
@@ -147,14 +149,33 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
                 await _publish(turn, out, event)
             yield None
 
+    @app.agent(compressed)
+    async def apply_summaries(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        """Swap summarized segments for pinned summaries; tell the agents the same."""
+        async for event in stream.events():
+            try:
+                summary = codec.loads(COMPRESSED_HISTORY, event.value)
+            except (DecodeError, TokenBudgetError) as error:
+                await _dead_letter(event, error)
+                yield None
+                continue
+            out = Outputs()
+            _current_event.set(weakref.ref(event))
+            processor.handle_summary(summary, out)
+            await _send(summary.session_id, out)
+            yield None
+
     async def _publish(turn: TurnEvent, out: Outputs, event: EventT) -> None:
-        key = turn.session_id.encode()
+        await _send(turn.session_id, out)
+        for _, error in out.rejected:
+            await _dead_letter(event, error)
+
+    async def _send(session_id: str, out: Outputs) -> None:
+        key = session_id.encode()
         for command in out.commands:
             await commands.send(key=key, value=codec.dumps(BUDGET_COMMAND, command))
         for snapshot in out.snapshots:
             await events.send(key=key, value=codec.dumps(BUDGET_SNAPSHOT, snapshot))
-        for _, error in out.rejected:
-            await _dead_letter(event, error)
 
     async def _dead_letter(event: EventT, error: BaseException) -> None:
         message = event.message

@@ -153,6 +153,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(settings, args.loglevel)
 
 
+def cmd_summarizer(args: argparse.Namespace) -> int:
+    """Run the summarizer consumer (settings from TOKENBUDGET_* variables, overridden by flags)."""
+    from streams.settings import Settings
+    from streams.summarizer.service import run_summarizer
+
+    flags = {
+        "bootstrap": args.bootstrap,
+        "partitions": args.partitions,
+        "topic_prefix": args.topic_prefix,
+        "summarizer_backend": args.backend,
+        "summarizer_group": args.group,
+    }
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    return run_summarizer(settings, args.loglevel)
+
+
 def _budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="gpt-4o", help="model name (default gpt-4o)")
     parser.add_argument(
@@ -218,6 +234,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--loglevel", default="info", choices=("crit", "error", "warn", "info", "debug")
     )
     worker.set_defaults(func=cmd_worker)
+
+    summarizer = sub.add_parser(
+        "summarizer", help="run the summarizer: SUMMARIZE commands in, summaries out"
+    )
+    summarizer.add_argument("--bootstrap", help="Kafka bootstrap servers (TOKENBUDGET_BOOTSTRAP)")
+    summarizer.add_argument(
+        "--backend",
+        choices=("extractive", "openai"),
+        help="extractive (offline, default) or openai (TOKENBUDGET_SUMMARIZER_BACKEND)",
+    )
+    summarizer.add_argument(
+        "--partitions", type=int, help="partitions of topics it creates (default 8)"
+    )
+    summarizer.add_argument(
+        "--topic-prefix", help="prefix of every topic (TOKENBUDGET_TOPIC_PREFIX)"
+    )
+    summarizer.add_argument("--group", help="consumer group (TOKENBUDGET_SUMMARIZER_GROUP)")
+    summarizer.add_argument(
+        "--loglevel", default="info", choices=("crit", "error", "warn", "info", "debug")
+    )
+    summarizer.set_defaults(func=cmd_summarizer)
 
     demo = sub.add_parser("demo", help="run the demo on a generated long agent conversation")
     demo.add_argument(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -80,6 +80,45 @@ class Settings(BaseSettings):
     default_strategy: str = Field(
         default="cascade",
         description="TOKENBUDGET_DEFAULT_STRATEGY: strategy of sessions that name none.",
+    )
+
+    summarizer_backend: str = Field(
+        default="extractive",
+        description="TOKENBUDGET_SUMMARIZER_BACKEND: extractive (offline, default) or openai "
+        "(any OpenAI-compatible chat completions endpoint).",
+    )
+    summarizer_group: str = Field(
+        default="tokenbudget-summarizer",
+        description="TOKENBUDGET_SUMMARIZER_GROUP: the summarizer's consumer group.",
+    )
+    summarizer_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="TOKENBUDGET_SUMMARIZER_CONCURRENCY: summaries computed at once.",
+    )
+    openai_base_url: str = Field(
+        default="https://api.openai.com/v1",
+        description="TOKENBUDGET_OPENAI_BASE_URL: base URL of the chat completions API (vLLM, "
+        "Ollama and LiteLLM serve the same API under their own URL).",
+    )
+    openai_model: str = Field(
+        default="gpt-4o-mini",
+        description="TOKENBUDGET_OPENAI_MODEL: model the openai backend summarizes with.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        description="TOKENBUDGET_OPENAI_API_KEY: API key of the openai backend; never logged.",
+    )
+    openai_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="TOKENBUDGET_OPENAI_TIMEOUT: seconds one chat completions request may take.",
+    )
+    openai_retries: int = Field(
+        default=3,
+        ge=0,
+        description="TOKENBUDGET_OPENAI_RETRIES: retries after a failed request (5xx, 429, "
+        "timeout, malformed answer), with exponential backoff.",
     )
 
 

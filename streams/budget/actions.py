@@ -37,7 +37,8 @@ class Action:
 
     `replacement` carries the new message for TRUNCATE (the cut message) and for an applied
     summary or a RESET (the pinned summary / handoff message). A SUMMARIZE that was only planned
-    (to run asynchronously) has no replacement and `target_tokens` set.
+    (to run asynchronously) has no replacement, `target_tokens` set and the `segment` itself, so
+    the summarizer that executes it needs no state of its own.
     """
 
     kind: ActionKind
@@ -48,6 +49,7 @@ class Action:
     reason: str
     replacement: Message | None = None
     target_tokens: int | None = None
+    segment: tuple[Message, ...] = ()
 
     @property
     def tokens_freed(self) -> int:

@@ -74,6 +74,12 @@ class Snapshot:
         """Tokens left before the effective limit."""
         return self.effective_limit - self.used
 
+    @property
+    def pressure(self) -> float:
+        """The highest utilization of the total and of each prunable component's share."""
+        shares = (u.utilization for c, u in self.components.items() if c.prunable and u.budget)
+        return max(self.utilization, *shares)
+
     def headroom(self, component: Component | str) -> int:
         """Tokens a component may still take: its own room, capped by the total room."""
         usage = self.components[Component(component)]
@@ -139,6 +145,16 @@ class Ledger:
     def over_limit(self) -> int:
         """Tokens the whole session is over the effective limit (0 when it fits)."""
         return max(0, self.total - self.budgets.effective_limit)
+
+    def pressure(self) -> float:
+        """The highest utilization of the total and of each prunable component's share: what
+        decides that a summary is due before any component has to be pruned."""
+        peak = self.total / self.budgets.effective_limit
+        for component in Component:
+            budget = self.budgets[component]
+            if component.prunable and budget:
+                peak = max(peak, self.used[component] / budget)
+        return peak
 
     def fits(self) -> bool:
         """True when every prunable component is within budget and the total within the limit."""

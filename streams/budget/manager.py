@@ -128,8 +128,14 @@ class BudgetManager:
         messages: Sequence[Message],
         task: str = "",
         strategy: str = "cascade",
+        *,
+        plan_summary: bool = True,
     ) -> Prepared:
         """Return the context-safe view of `messages` for the next LLM call.
+
+        Without a summarizer callable, a session under pressure (the total or a prunable
+        component at the info threshold) gets a planned SUMMARIZE action for an asynchronous
+        summarizer; `plan_summary=False` (one is already outstanding) skips it.
 
         Raises `SystemPromptTooLargeError` when the system prompt alone exceeds its share; every
         other overflow is handled by the cascade, down to a RESET, never by an exception.
@@ -141,13 +147,21 @@ class BudgetManager:
         ledger = self.ledger(messages)
         self._check_fixed(Component.SYSTEM_PROMPT, ledger.used[Component.SYSTEM_PROMPT])
         before = ledger.snapshot(estimated=self.estimated)
-        plans_summary = strategy in ("summarization", "cascade") and before.level.rank >= 1
+        plans_summary = (
+            plan_summary
+            and strategy in ("summarization", "cascade")
+            and ledger.pressure() >= self.policy.info
+        )
         if ledger.fits() and not plans_summary:  # the common case: nothing to decide
             return Prepared(list(messages), [], [], before, before)
         work = Working(messages, self.counter, self.budgets, self.counter.chat_format.reply_priming)
         work.ledger.charge(Component.TOOL_SCHEMAS, self.tool_tokens)
         spec = CascadeInput(
-            strategy=strategy, task=task, scorer=_Lazy(self), summarize=self.summarizer
+            strategy=strategy,
+            task=task,
+            scorer=_Lazy(self),
+            summarize=self.summarizer,
+            plan_summary=plan_summary,
         )
         run_cascade(work, spec)
         return Prepared(

@@ -4,7 +4,8 @@
 2. sliding window over the older part of the history (cheap, no model);
 3. importance over what remains, the newest unit excepted;
 4. summarization: inline when a summarizer callable is given, else planned for the summarizer
-   once utilization reaches the info threshold, so the summary is ready before pressure;
+   once the total or any prunable component reaches the info threshold of its share, so the
+   summary is ready before that component has to be pruned;
 5. graceful degradation: drop everything prunable, cut a lone oversized message, and finally
    RESET to a handoff summary. Never an exception for a session that merely grew too large.
 
@@ -21,7 +22,6 @@ from typing import Literal
 from streams.budget.actions import Action, ActionKind, Rule
 from streams.budget.hygiene import TRUNCATION_MARKER, apply_hygiene
 from streams.budget.importance import Scorer
-from streams.budget.ledger import alert_level
 from streams.budget.model import Component
 from streams.budget.selection import importance, pressure_text, sliding_window
 from streams.budget.summarization import (
@@ -47,6 +47,8 @@ class CascadeInput:
     scorer: Scorer | None
     summarize: Summarize | None
     window_keep: float = 0.5
+    plan_summary: bool = True
+    """False while a planned summary is still outstanding: prune instead of asking again."""
 
 
 def run_cascade(work: Working, spec: CascadeInput) -> None:
@@ -55,7 +57,7 @@ def run_cascade(work: Working, spec: CascadeInput) -> None:
         raise UnknownStrategyError(
             f"unknown strategy {spec.strategy!r} (expected one of {', '.join(STRATEGIES)})"
         )
-    start_level = alert_level(work.ledger.total / work.budgets.effective_limit, work.budgets)
+    summary_due = work.ledger.pressure() >= work.budgets.policy.info
     steps = (
         {"sliding_window", "importance", "summarization"}
         if spec.strategy == "cascade"
@@ -71,7 +73,7 @@ def run_cascade(work: Working, spec: CascadeInput) -> None:
         sliding_window(work, keep_newest=max(1, int(live * share)))
     if not work.ledger.fits() and "importance" in steps and spec.scorer is not None:
         importance(work, spec.scorer, spec.task)
-    if "summarization" in steps and spec.summarize is None and start_level.rank >= 1:
+    if "summarization" in steps and spec.summarize is None and spec.plan_summary and summary_due:
         plan_summary(work)
     if not work.ledger.fits() and spec.strategy == "summarization":
         sliding_window(work, keep_newest=1)

@@ -14,6 +14,8 @@ from streams.budget.actions import Action, ActionKind
 from streams.budget.ledger import Ledger, Snapshot
 from streams.budget.manager import BudgetManager, Prepared
 from streams.budget.model import Component, Message
+from streams.budget.summarization import plan_summary
+from streams.budget.working import Working
 
 
 class Session:
@@ -70,11 +72,33 @@ class Session:
         """The current budget of the session."""
         return self.ledger.snapshot(estimated=self.manager.estimated)
 
-    def prepare(self, strategy: str = "cascade") -> Prepared:
+    def prepare(self, strategy: str = "cascade", *, plan_summary: bool = True) -> Prepared:
         """Run the cascade over the session and apply its result to the session itself."""
-        prepared = self.manager.prepare(list(self.messages.values()), self.task, strategy)
+        prepared = self.manager.prepare(
+            list(self.messages.values()), self.task, strategy, plan_summary=plan_summary
+        )
         self.apply(prepared.actions)
         return prepared
+
+    def summary_due(self, strategy: str = "cascade") -> bool:
+        """O(1): the strategy summarizes and the total or a prunable component reached the
+        info threshold, so a summary asked for now is ready before anything must be pruned."""
+        if strategy not in ("summarization", "cascade"):
+            return False
+        return self.ledger.pressure() >= self.manager.policy.info
+
+    def plan_summary(self) -> Action | None:
+        """A SUMMARIZE of the oldest segment, carrying the segment, for an asynchronous
+        summarizer; None when there is nothing worth summarizing. Changes nothing here."""
+        manager = self.manager
+        work = Working(
+            list(self.messages.values()),
+            manager.counter,
+            manager.budgets,
+            manager.counter.chat_format.reply_priming,
+        )
+        work.ledger.charge(Component.TOOL_SCHEMAS, manager.tool_tokens)
+        return plan_summary(work)
 
     def apply(self, actions: Sequence[Action]) -> None:
         """Apply commands to this session (idempotent: applying twice changes nothing)."""

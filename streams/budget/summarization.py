@@ -22,18 +22,27 @@ Summarize = Callable[[Sequence[Message], int], str]
 
 SUMMARY_PREFIX = "[Summary of earlier conversation]\n"
 MIN_SUMMARY_TOKENS = 32
+MAX_SEGMENT_TOKENS = 32_000
+"""Most tokens one segment holds: what a summarizer model reads in one request, and what one
+SUMMARIZE command carries (well under Kafka's default 1 MB record)."""
 
 
-def summary_id(message_ids: Sequence[str]) -> str:
-    """A summary's id derives from what it replaces, so redelivery yields the same id."""
-    digest = hashlib.blake2b("\x1f".join(message_ids).encode(), digest_size=8).hexdigest()
+def summary_id(parts: Sequence[str]) -> str:
+    """A summary's id derives from what asked for it (a command id) or what it replaces, so a
+    redelivery yields the same id."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).hexdigest()
     return f"summary-{digest}"
 
 
-def summary_message(text: str, replaces: Sequence[str], timestamp: float | None = None) -> Message:
+def summary_message(
+    text: str,
+    replaces: Sequence[str],
+    timestamp: float | None = None,
+    message_id: str | None = None,
+) -> Message:
     """The pinned message that stands in for a summarized segment."""
     return Message(
-        id=summary_id(replaces),
+        id=message_id or summary_id(replaces),
         role="user",
         content=SUMMARY_PREFIX + text,
         component=Component.PINNED,
@@ -43,8 +52,11 @@ def summary_message(text: str, replaces: Sequence[str], timestamp: float | None 
     )
 
 
-def choose_segment(work: Working, share: float = 0.5) -> list[Unit]:
-    """The oldest unprotected units holding about `share` of the live prunable tokens.
+def choose_segment(
+    work: Working, share: float = 0.5, max_tokens: int = MAX_SEGMENT_TOKENS
+) -> list[Unit]:
+    """The oldest unprotected units holding about `share` of the live prunable tokens, and at
+    most `max_tokens`.
 
     The newest unit is never part of a segment: the agent is acting on it.
     """
@@ -55,7 +67,7 @@ def choose_segment(work: Working, share: float = 0.5) -> list[Unit]:
     segment: list[Unit] = []
     size = 0
     for unit in live[:-1]:
-        if size >= share * total:
+        if size >= share * total or (segment and size + unit.tokens > max_tokens):
             break
         segment.append(unit)
         size += unit.tokens
@@ -75,7 +87,8 @@ def plan_summary(work: Working) -> Action | None:
     target = target_tokens(work, segment)
     if not segment or target < MIN_SUMMARY_TOKENS:
         return None
-    ids = tuple(work.messages[i].id for u in segment for i in u.indices)
+    messages = tuple(work.messages[i] for u in segment for i in u.indices)
+    ids = tuple(m.id for m in messages)
     tokens = sum(u.tokens for u in segment)
     total = work.ledger.total
     action = Action(
@@ -87,6 +100,7 @@ def plan_summary(work: Working) -> Action | None:
         f"utilization {total / work.budgets.effective_limit:.0%}: compress the oldest "
         f"{len(ids)} messages ({tokens} tokens) into a pinned summary of at most {target} tokens",
         target_tokens=target,
+        segment=messages,
     )
     work.actions.append(action)
     return action

@@ -28,6 +28,7 @@ class BudgetCommand:
     seq: int
     action: Action
     created_at: float
+    model: str | None = None
 
     def __post_init__(self) -> None:
         if not self.command_id or not self.session_id:
@@ -35,11 +36,16 @@ class BudgetCommand:
 
     @classmethod
     def plan(
-        cls, session_id: str, seq: int, actions: Sequence[Action], created_at: float
+        cls,
+        session_id: str,
+        seq: int,
+        actions: Sequence[Action],
+        created_at: float,
+        model: str | None = None,
     ) -> list[BudgetCommand]:
         """The commands of one plan, in order, with deterministic ids."""
         return [
-            cls(f"{session_id}/{seq}/{step}", session_id, seq, action, created_at)
+            cls(f"{session_id}/{seq}/{step}", session_id, seq, action, created_at, model)
             for step, action in enumerate(actions)
         ]
 
@@ -61,6 +67,8 @@ def command_to_record(command: BudgetCommand) -> Record:
         "replacement": None if replacement is None else message_to_record(replacement),
         "target_tokens": action.target_tokens,
         "created_at": command.created_at,
+        "model": command.model,
+        "segment": [message_to_record(m) for m in action.segment],
     }
 
 
@@ -82,6 +90,7 @@ def command_from_record(record: Record) -> BudgetCommand:
         reason=record["reason"],
         replacement=None if replacement is None else message_from_record(replacement),
         target_tokens=record["target_tokens"],
+        segment=tuple(message_from_record(m) for m in record["segment"]),
     )
     return BudgetCommand(
         command_id=record["command_id"],
@@ -89,4 +98,5 @@ def command_from_record(record: Record) -> BudgetCommand:
         seq=record["seq"],
         action=action,
         created_at=record["created_at"],
+        model=record["model"],
     )

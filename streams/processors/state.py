@@ -6,7 +6,9 @@ three kinds of rows per session, all keyed `"<session_id>\\x1f…"`:
 - `…!start`: the session start (model, limit, policy, prompt, tools), written once;
 - `…m:<message_id>`: one counted message and its position, written once when the message
   enters, deleted when it is dropped;
-- `…!cursor`: last processed seq, current task, next position: a few bytes, written last.
+- `…!cursor`: last processed seq, current task, next position: a few bytes, written last;
+- `…!summary`: the outstanding SUMMARIZE request (command id and segment ids), or the seq
+  before which no new one is asked for after a failure; written when that changes, not per turn.
 
 What one turn writes is proportional to that turn, never to the session's length. One table
 means one changelog partition per session, written in order: whenever a cursor is in the
@@ -27,13 +29,26 @@ from streams.codecs.messages import message_from_record, message_to_record
 from streams.codecs.turns import SessionStart, session_start_from_record, session_start_to_record
 
 SEP = "\x1f"
-START, CURSOR, MESSAGE = "!start", "!cursor", "m:"
+START, CURSOR, MESSAGE, SUMMARY = "!start", "!cursor", "m:", "!summary"
 Table = MutableMapping[str, Any]
 
 
 def key(session_id: str, kind: str, message_id: str = "") -> str:
     """The table key of one row of a session."""
     return f"{session_id}{SEP}{kind}{message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSummary:
+    """A SUMMARIZE request not answered yet, or a pause after a failed one."""
+
+    command_id: str | None
+    replaces: tuple[str, ...] = ()
+    retry_after: int = -1
+
+    def blocks(self, seq: int) -> bool:
+        """Whether a new request must wait: one is outstanding, or a failure is too recent."""
+        return self.command_id is not None or seq < self.retry_after
 
 
 @dataclass(slots=True)
@@ -45,6 +60,7 @@ class Live:
     seq: int
     next_pos: int
     positions: dict[str, int]
+    pending: PendingSummary | None = None
 
 
 class SessionStore:
@@ -101,6 +117,7 @@ class SessionStore:
         """
         starts: dict[str, Any] = {}
         cursors: dict[str, Any] = {}
+        pending: dict[str, Any] = {}
         rows: dict[str, list[tuple[int, Message]]] = {}
         for row_key, value in list(self.table.items()):
             session_id, _, rest = row_key.partition(SEP)
@@ -110,6 +127,8 @@ class SessionStore:
                 starts[session_id] = value
             elif rest == CURSOR:
                 cursors[session_id] = value
+            elif rest == SUMMARY:
+                pending[session_id] = value
             elif rest.startswith(MESSAGE):
                 message = message_from_record(value["m"])
                 message.token_count, message.counted_by = value["n"], value["by"]
@@ -119,6 +138,9 @@ class SessionStore:
             cursor = cursors.get(session_id, {})
             session = Session(self.manager(start), cursor.get("task", start.task or ""))
             live = Live(start, session, cursor.get("seq", -1), cursor.get("next", 0), {})
+            if session_id in pending:
+                row = pending[session_id]
+                live.pending = PendingSummary(row["cmd"], tuple(row["ids"]), row["retry"])
             for pos, message in sorted(rows.get(session_id, ()), key=lambda r: r[0]):
                 live.session.add(message)
                 live.positions[message.id] = pos
@@ -132,6 +154,7 @@ class SessionStore:
         """Delete a session's rows (cursor first, so a crash midway leaves no live cursor)."""
         live = self.get(session_id)
         self.table.pop(key(session_id, CURSOR), None)
+        self.table.pop(key(session_id, SUMMARY), None)
         if live is not None:
             for message_id in list(live.session.messages):
                 self.table.pop(key(session_id, MESSAGE, message_id), None)
@@ -185,3 +208,15 @@ class SessionStore:
             "task": live.session.task,
             "next": live.next_pos,
         }
+
+    def set_pending(self, session_id: str, live: Live, pending: PendingSummary | None) -> None:
+        """Record (or clear, with None) the session's outstanding summary request."""
+        live.pending = pending
+        if pending is None:
+            self.table.pop(key(session_id, SUMMARY), None)
+        else:
+            self.table[key(session_id, SUMMARY)] = {
+                "cmd": pending.command_id,
+                "ids": list(pending.replaces),
+                "retry": pending.retry_after,
+            }

@@ -4,6 +4,12 @@ Kafka-free so it can be tested with dicts for tables; the Faust agent in `stream
 micro-batches and sends what it returns. Per turn: ignore duplicates (seq at or below the
 session's cursor), count the message once, update the ledger in O(1), and run the cascade only
 when the session no longer fits.
+
+Summaries: when the total or a prunable component reaches the info threshold, the session asks
+the summarizer for one (a SUMMARIZE command carrying the segment), once: no new request while
+one is outstanding. Under pressure meanwhile, the cascade prunes instead of waiting. The answer
+(`CompressedHistory`) replaces what is still present of the segment with a pinned summary, and
+the agent gets the same replacement as a SUMMARIZE command with the summary attached.
 """
 
 from __future__ import annotations
@@ -12,17 +18,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from streams.budget import Action, ActionKind, Message, Rule
-from streams.codecs import BudgetCommand, BudgetSnapshot, TurnEvent, TurnEventType
+from streams.budget import Action, ActionKind, Component, Message, Rule
+from streams.budget.summarization import summary_message
+from streams.codecs import (
+    BudgetCommand,
+    BudgetSnapshot,
+    CompressedHistory,
+    SummaryStatus,
+    TurnEvent,
+    TurnEventType,
+)
 from streams.errors import (
     InvalidMessageError,
     RejectedEventError,
     SystemPromptTooLargeError,
     TokenBudgetError,
 )
-from streams.processors.state import SessionStore
+from streams.processors.state import Live, PendingSummary, SessionStore
 
 Clock = Callable[[], float]
+RETRY_SUMMARY_AFTER = 20
+"""Turns a session waits after a failed summary before it asks again."""
 
 
 @dataclass(slots=True)
@@ -33,6 +49,8 @@ class Outputs:
     snapshots: list[BudgetSnapshot] = field(default_factory=list)
     rejected: list[tuple[TurnEvent, TokenBudgetError]] = field(default_factory=list)
     duplicates: int = 0
+    summaries_applied: int = 0
+    summaries_ignored: int = 0
 
 
 class TurnProcessor:
@@ -78,7 +96,7 @@ class TurnProcessor:
                 error.used,
                 str(error),
             )
-            out.commands += BudgetCommand.plan(sid, event.seq, [action], self.clock())
+            out.commands += BudgetCommand.plan(sid, event.seq, [action], self.clock(), start.model)
             raise RejectedEventError(str(error)) from error
         live = self.store.begin(sid, start, event.seq, system)
         self._snapshot(sid, event.seq, live.start.model, out)
@@ -104,14 +122,92 @@ class TurnProcessor:
             # A message already present past the cursor is a turn cut short by a crash (its row
             # reached the changelog, the rest of the turn did not): finish it, cascade included.
             self.store.add(sid, live, event.message)
-            if not live.session.fits():
-                before = dict(live.session.messages)
-                strategy = live.start.strategy or self.default_strategy
-                prepared = live.session.prepare(strategy)
-                self.store.sync(sid, live, before)
-                out.commands += BudgetCommand.plan(sid, event.seq, prepared.actions, self.clock())
+            self._budget(sid, live, event.seq, out)
         self.store.save_cursor(sid, live)
         self._snapshot(sid, event.seq, live.start.model, out)
+
+    def _budget(self, sid: str, live: Live, seq: int, out: Outputs) -> None:
+        """Prune when over budget; ask for a summary when one is due and none is outstanding."""
+        session = live.session
+        strategy = live.start.strategy or self.default_strategy
+        may_ask = live.pending is None or not live.pending.blocks(seq)
+        actions: list[Action] = []
+        if not session.fits():
+            before = dict(session.messages)
+            actions = session.prepare(strategy, plan_summary=may_ask).actions
+            self.store.sync(sid, live, before)
+        elif may_ask and session.summary_due(strategy):
+            planned = session.plan_summary()
+            actions = [planned] if planned is not None else []
+        commands = BudgetCommand.plan(sid, seq, actions, self.clock(), live.start.model)
+        out.commands += commands
+        for command in commands:
+            if command.action.kind is ActionKind.SUMMARIZE and command.action.replacement is None:
+                pending = PendingSummary(command.command_id, command.action.message_ids)
+                self.store.set_pending(sid, live, pending)
+        pending = live.pending
+        if (
+            actions
+            and pending is not None
+            and pending.command_id is not None
+            and not any(i in session.messages for i in pending.replaces)
+        ):
+            self.store.set_pending(sid, live, None)  # pruned meanwhile: may ask again
+
+    def handle_summary(self, summary: CompressedHistory, out: Outputs) -> None:
+        """Apply a summarizer answer: swap what is left of the segment for a pinned summary.
+
+        Idempotent: a redelivered answer finds its summary already in place (or its segment
+        gone) and changes nothing. A failure only clears the request and pauses new ones for
+        `RETRY_SUMMARY_AFTER` turns; meanwhile the cascade prunes as usual.
+        """
+        sid = summary.session_id
+        live = self.store.get(sid)
+        if live is None:
+            out.summaries_ignored += 1  # the session ended meanwhile
+            return
+        pending = live.pending
+        if pending is not None and pending.command_id == summary.source_command_id:
+            retry = live.seq + RETRY_SUMMARY_AFTER
+            failed = summary.status is SummaryStatus.FAILED
+            self.store.set_pending(sid, live, PendingSummary(None, (), retry) if failed else None)
+        if summary.status is SummaryStatus.FAILED:
+            return
+        message = self._fitted(live, summary)
+        session = live.session
+        before_messages = dict(session.messages)
+        before = session.ledger.total
+        if message is None or not session.apply_summary(message):
+            out.summaries_ignored += 1
+            return
+        self.store.sync(sid, live, before_messages)
+        replaced = tuple(i for i in summary.replaces if i in before_messages)
+        action = Action(
+            ActionKind.SUMMARIZE,
+            Rule.SUMMARIZATION,
+            replaced,
+            before,
+            session.ledger.total,
+            f"replaced {len(replaced)} messages with a pinned summary of "
+            f"{message.token_count} tokens ({summary.backend})",
+            replacement=message,
+        )
+        command_id = f"{sid}/{message.id}"
+        out.commands.append(
+            BudgetCommand(command_id, sid, live.seq, action, self.clock(), live.start.model)
+        )
+        out.summaries_applied += 1
+        self._snapshot(sid, live.seq, live.start.model, out)
+
+    @staticmethod
+    def _fitted(live: Live, summary: CompressedHistory) -> Message | None:
+        """The summary as a pinned message, cut to the pinned room left if it overshoots."""
+        message = summary_message(summary.summary, summary.replaces, message_id=summary.summary_id)
+        manager = live.session.manager
+        room = manager.budgets[Component.PINNED] - live.session.ledger.used[Component.PINNED]
+        if manager.count(message) <= room:
+            return message
+        return manager.counter.truncate(message, max(room, 0), "…")
 
     def _snapshot(self, sid: str, seq: int, model: str, out: Outputs) -> None:
         live = self.store.live[sid]

@@ -1,0 +1,1 @@
+"""The summarizer: its own process, consuming SUMMARIZE commands and writing summaries back."""
