@@ -176,6 +176,19 @@ class FleetClient:
                 for record in records:
                     self._take(tp.topic, record.value)
 
+    async def catch_up(self, timeout: float) -> None:
+        """Read every output topic up to its end offsets as of now."""
+        assert self._consumer is not None
+        consumer = self._consumer
+        partitions = list(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            assert time.monotonic() < deadline, "output topics not read to their end in time"
+            for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+                for record in records:
+                    self._take(tp.topic, record.value)
+
     def _take(self, topic: str, value: bytes) -> None:
         if topic == self.topics.events:
             snapshot = CODEC.loads(BUDGET_SNAPSHOT, value)
