@@ -61,6 +61,11 @@ def best_messages(
     return kept
 
 
+def share(part: int, whole: int) -> str:
+    """`part / whole` with two decimals, or a dash when there is nothing to share."""
+    return f"{part / whole:.2f}" if whole else "-"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -114,10 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{sum(sizes) / sum(outs):>7.1f}x {median(seconds):>6.2f} {max(seconds):>6.2f} "
             f"{mean(rates):>7.0f}"
         )
-        share = (lambda n: f"{n / facts:.2f}") if facts else (lambda n: "-")
         print(
-            f"{ratio_cells} {facts:>5} {share(0):>5} {share(kept_by_messages):>9} "
-            f"{share(kept_by_summary):>7}"
+            f"{ratio_cells} {facts:>5} {share(0, facts):>5} "
+            f"{share(kept_by_messages, facts):>9} {share(kept_by_summary, facts):>7}"
         )
     print(
         "(segment/summary: mean tokens; facts: questions whose evidence lies in the segment; "
