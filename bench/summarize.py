@@ -82,9 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scorer = EvidenceScorer(embedder)
     manager = BudgetManager(MODEL, 2_000_000, Policy())
     counter = manager.counter
-    print(
-        f"{len(conversations)} conversations ({args.turns} steps each), model load {loaded:.1f}s"
-    )
+    print(f"{len(conversations)} conversations ({args.turns} steps each), model load {loaded:.1f}s")
     print(
         f"{'ratio':>5} {'segment':>9} {'summary':>8} {'compress':>8} {'p50 s':>6} {'max s':>6} "
         f"{'sent/s':>7} {'facts':>5} {'drop':>5} {'best msgs':>9} {'summary':>7}"
