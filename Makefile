@@ -36,6 +36,7 @@ test-unit: install ## Unit tests only (pure core, codecs, adapters)
 bench: install ## Run the benchmarks and print their figures
 	$(PY) bench/core.py
 	$(PY) bench/retention.py
+	$(PY) bench/summarize.py
 
 lint: install ## ruff check and format check
 	$(PY) -m ruff check streams tests bench

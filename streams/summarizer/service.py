@@ -265,3 +265,35 @@ def run_summarizer(settings: Settings, loglevel: str = "info") -> int:
 
     asyncio.run(main())
     return 0
+
+
+def command_line(
+    bootstrap: str,
+    *,
+    topic_prefix: str,
+    group: str,
+    partitions: int = 4,
+    backend: str = "extractive",
+    loglevel: str = "info",
+) -> list[str]:
+    """The argv that runs the summarizer as its own process (demo, tests)."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "streams",
+        "summarizer",
+        "--bootstrap",
+        bootstrap,
+        "--topic-prefix",
+        topic_prefix,
+        "--partitions",
+        str(partitions),
+        "--group",
+        group,
+        "--backend",
+        backend,
+        "--loglevel",
+        loglevel,
+    ]

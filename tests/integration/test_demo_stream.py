@@ -22,5 +22,7 @@ def test_streaming_demo_runs_and_reports() -> None:
     assert "rejected at session start" in out
     assert "REJECTED system_prompt_too_large" in out
     assert "with it, 0 did" in out
-    leftover = subprocess.run(["pgrep", "-f", "demo-worker"], capture_output=True, check=False)
-    assert leftover.stdout == b""  # the worker it started is gone
+    assert "SUMMARIZE summarization (applied)" in out  # the summarizer took part
+    for process in ("demo-worker", "demo-summarizer"):
+        leftover = subprocess.run(["pgrep", "-f", process], capture_output=True, check=False)
+        assert leftover.stdout == b"", process  # what it started is gone

@@ -4,7 +4,6 @@ the info threshold get summaries applied, ledgers stay exact, and redelivery cha
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -13,6 +12,7 @@ from aiokafka.structs import TopicPartition
 from streams.budget import ActionKind, BudgetManager, Message, Session
 from streams.budget.summarization import summary_id
 from streams.codecs import BUDGET_COMMAND, COMPRESSED_HISTORY, BudgetCommand, SummaryStatus
+from streams.summarizer.service import command_line
 from streams.topics import TopicNames
 from tests.integration.fleet import CODEC, FleetClient, fleet_events, fresh, worker_command
 
@@ -21,10 +21,9 @@ PARTITIONS = 4
 
 def summarizer_command(bootstrap: str, topics: TopicNames, group: str):
     def command(_worker: object) -> list[str]:
-        return [
-            sys.executable, "-m", "streams", "summarizer", "--bootstrap", bootstrap,
-            "--topic-prefix", topics.prefix, "--partitions", str(PARTITIONS), "--group", group,
-        ]  # fmt: skip
+        return command_line(
+            bootstrap, topic_prefix=topics.prefix, group=group, partitions=PARTITIONS
+        )
 
     return command
 
