@@ -4,6 +4,7 @@ the info threshold get summaries applied, ledgers stay exact, and redelivery cha
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -191,3 +192,101 @@ def test_sessions_past_the_info_threshold_get_summaries_applied_exactly_once(
                 assert len(got.snapshots[sid]) == snapshots[sid]
 
     asyncio.run(scenario())
+
+
+def test_a_failing_summarizer_backend_leaves_the_worker_pruning_and_exact(
+    broker, faust_worker, unique_name
+) -> None:
+    """An LLM endpoint that only answers 500: the summarizer writes FAILED after its retries,
+    the worker pauses its requests and prunes; nothing is lost, the API key is never logged."""
+    from streams.testing import ChatCompletionsServer
+
+    prefix = unique_name("fail") + "."
+    topics = TopicNames(prefix)
+    app_id = prefix + "worker"
+    key = "sk-test-DO-NOT-LOG-4711"
+    with ChatCompletionsServer() as llm:
+        llm.script(*[500] * 500)
+        env = {
+            "TOKENBUDGET_OPENAI_BASE_URL": llm.base_url,
+            "TOKENBUDGET_OPENAI_API_KEY": key,
+            "TOKENBUDGET_OPENAI_RETRIES": "1",
+            "TOKENBUDGET_OPENAI_TIMEOUT": "5",
+        }
+
+        def openai_command(_worker: object) -> list[str]:
+            return command_line(
+                broker.bootstrap,
+                topic_prefix=prefix,
+                group=prefix + "summarizer",
+                partitions=PARTITIONS,
+                backend="openai",
+                loglevel="debug",
+            )
+
+        summarizer = faust_worker(
+            "streams", name="summarizer", command=openai_command, env=env, ready=False
+        )
+        faust_worker(
+            "streams",
+            name="budget",
+            command=worker_command(broker.bootstrap, topics, app_id, PARTITIONS),
+            ready_timeout=90,
+        )
+        summarizer.wait_for_log("summarizer ready", timeout=90)
+        fleet = fleet_events(2, 40, seed=8)
+
+        async def scenario() -> list:
+            async with FleetClient(broker.bootstrap, topics) as client:
+                await drive_until_answered(client, fleet, broker.bootstrap, topics)
+                return [client.collected, await answers_so_far(broker.bootstrap, topics)]
+
+        collected, answers = asyncio.run(scenario())
+        assert answers and all(a.status is SummaryStatus.FAILED for a in answers)
+        assert all("500" in (a.error or "") and a.backend.startswith("openai") for a in answers)
+        assert len(llm.requests) >= 2 * len(answers)  # one retry each
+        assert all(r["headers"].get("authorization") == f"Bearer {key}" for r in llm.requests)
+        for sid, events in fleet.items():
+            commands = collected.commands[sid]
+            assert applied(commands) == []
+            asked = [c.seq for c in planned(commands)]
+            assert all(b - a >= 20 for a, b in itertools.pairwise(asked))  # paused
+            assert any(c.action.kind is ActionKind.DROP for c in commands)  # pruned instead
+            agent = agent_history(events, commands)
+            recount = agent.manager.snapshot(fresh(list(agent.messages.values())))
+            assert recount == collected.latest(sid)
+        assert key not in summarizer.log_tail(1_000_000)
+
+
+async def answers_so_far(bootstrap: str, topics: TopicNames) -> list:
+    consumer = AIOKafkaConsumer(
+        topics.compressed, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        await consumer.seek_to_beginning()
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        found = []
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                found += [CODEC.loads(COMPRESSED_HISTORY, r.value) for r in records]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def drive_until_answered(client, fleet, bootstrap: str, topics: TopicNames) -> None:
+    """Publish round by round; after a round that asked for summaries, wait for the answers."""
+    rounds = max(len(events) for events in fleet.values())
+    for r in range(rounds):
+        await client.publish([events[r] for events in fleet.values() if r < len(events)])
+
+        def seen(c, r=r) -> bool:
+            return all(any(s.seq == r for s in c.snapshots.get(sid, ())) for sid in fleet)
+
+        await client.collect_until(seen, timeout=60)
+        asked = sum(len(planned(client.collected.commands[sid])) for sid in fleet)
+        deadline = time.monotonic() + 60
+        while len(await answers_so_far(bootstrap, topics)) < asked:
+            assert time.monotonic() < deadline, "the summarizer did not answer"
+    await client.catch_up(timeout=30)
