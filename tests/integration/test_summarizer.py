@@ -20,13 +20,35 @@ from tests.integration.fleet import CODEC, FleetClient, fleet_events, fresh, wor
 PARTITIONS = 4
 
 
-def summarizer_command(bootstrap: str, topics: TopicNames, group: str):
-    def command(_worker: object) -> list[str]:
+def start_stack(
+    broker, faust_worker, prefix: str, backend: str = "extractive", env: dict | None = None
+) -> tuple[TopicNames, str, object]:
+    """A budget worker and a summarizer on fresh topics: (topics, the worker's group, the
+    summarizer process)."""
+    topics = TopicNames(prefix)
+    app_id = prefix + "worker"
+
+    def summarizer_command(_worker: object) -> list[str]:
         return command_line(
-            bootstrap, topic_prefix=topics.prefix, group=group, partitions=PARTITIONS
+            broker.bootstrap,
+            topic_prefix=prefix,
+            group=prefix + "summarizer",
+            partitions=PARTITIONS,
+            backend=backend,
+            loglevel="debug",
         )
 
-    return command
+    summarizer = faust_worker(
+        "streams", name="summarizer", command=summarizer_command, env=env, ready=False
+    )
+    faust_worker(
+        "streams",
+        name="budget",
+        command=worker_command(broker.bootstrap, topics, app_id, PARTITIONS),
+        ready_timeout=90,
+    )
+    summarizer.wait_for_log("summarizer ready", timeout=90)
+    return topics, app_id, summarizer
 
 
 def planned(commands: list[BudgetCommand]) -> list[BudgetCommand]:
@@ -130,22 +152,7 @@ async def send_all(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]
 def test_sessions_past_the_info_threshold_get_summaries_applied_exactly_once(
     broker, faust_worker, unique_name
 ) -> None:
-    prefix = unique_name("sum") + "."
-    topics = TopicNames(prefix)
-    app_id = prefix + "worker"
-    summarizer = faust_worker(
-        "streams",
-        name="summarizer",
-        command=summarizer_command(broker.bootstrap, topics, prefix + "summarizer"),
-        ready=False,
-    )
-    faust_worker(
-        "streams",
-        name="budget",
-        command=worker_command(broker.bootstrap, topics, app_id, PARTITIONS),
-        ready_timeout=90,
-    )
-    summarizer.wait_for_log("summarizer ready", timeout=90)
+    topics, app_id, _ = start_stack(broker, faust_worker, unique_name("sum") + ".")
     fleet = fleet_events(4, 30, seed=6)
 
     async def scenario() -> None:
@@ -201,9 +208,6 @@ def test_a_failing_summarizer_backend_leaves_the_worker_pruning_and_exact(
     the worker pauses its requests and prunes; nothing is lost, the API key is never logged."""
     from streams.testing import ChatCompletionsServer
 
-    prefix = unique_name("fail") + "."
-    topics = TopicNames(prefix)
-    app_id = prefix + "worker"
     key = "sk-test-DO-NOT-LOG-4711"
     with ChatCompletionsServer() as llm:
         llm.script(*[500] * 500)
@@ -214,26 +218,9 @@ def test_a_failing_summarizer_backend_leaves_the_worker_pruning_and_exact(
             "TOKENBUDGET_OPENAI_TIMEOUT": "5",
         }
 
-        def openai_command(_worker: object) -> list[str]:
-            return command_line(
-                broker.bootstrap,
-                topic_prefix=prefix,
-                group=prefix + "summarizer",
-                partitions=PARTITIONS,
-                backend="openai",
-                loglevel="debug",
-            )
-
-        summarizer = faust_worker(
-            "streams", name="summarizer", command=openai_command, env=env, ready=False
+        topics, _, summarizer = start_stack(
+            broker, faust_worker, unique_name("fail") + ".", backend="openai", env=env
         )
-        faust_worker(
-            "streams",
-            name="budget",
-            command=worker_command(broker.bootstrap, topics, app_id, PARTITIONS),
-            ready_timeout=90,
-        )
-        summarizer.wait_for_log("summarizer ready", timeout=90)
         fleet = fleet_events(2, 40, seed=8)
 
         async def scenario() -> list:
