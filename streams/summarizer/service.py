@@ -39,8 +39,11 @@ from streams.summarizer.backend import (
 from streams.topics import TopicNames
 
 log = logging.getLogger("tokenbudget.summarizer")
-REMEMBERED = 10_000
-"""Answers kept per process, so a redelivered command gets the very same text back."""
+REMEMBERED = 1_000
+"""Answers kept per process (~32 MB at 8k-token summaries), so a command sent again (a worker
+recomputing a turn after a crash) gets the very same text back. A restarted summarizer
+recomputes; the extractive backend gives the same text, an LLM may not, and the worker still
+applies only the first answer it sees for a summary id."""
 
 
 def build_backend(settings: Settings) -> SummarizerBackend:
