@@ -130,7 +130,14 @@ class TurnProcessor:
         """Prune when over budget; ask for a summary when one is due and none is outstanding."""
         session = live.session
         strategy = live.start.strategy or self.default_strategy
-        may_ask = live.pending is None or not live.pending.blocks(seq)
+        pending = live.pending
+        # A request made by this very seq is a turn being redone after a crash: ask again (the
+        # same command id), in case the command itself never left.
+        may_ask = (
+            pending is None
+            or not pending.blocks(seq)
+            or (pending.command_id or "").startswith(f"{sid}/{seq}/")
+        )
         actions: list[Action] = []
         if not session.fits():
             before = dict(session.messages)
@@ -139,6 +146,10 @@ class TurnProcessor:
         elif may_ask and session.summary_due(strategy):
             planned = session.plan_summary()
             actions = [planned] if planned is not None else []
+            if planned is None:  # nothing worth summarizing: do not look again on every turn
+                self.store.set_pending(
+                    sid, live, PendingSummary(None, (), seq + RETRY_SUMMARY_AFTER)
+                )
         commands = BudgetCommand.plan(sid, seq, actions, self.clock(), live.start.model)
         out.commands += commands
         for command in commands:

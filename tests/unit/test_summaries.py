@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from streams.budget import ActionKind, Component
 from streams.codecs import BudgetCommand, CompressedHistory, SummaryStatus
+from streams.processors.state import PendingSummary
 from streams.processors.turns import RETRY_SUMMARY_AFTER, Outputs, TurnProcessor
 from streams.summarizer.backend import SummaryRequest
 from tests.unit.builders import conversation
@@ -176,3 +177,31 @@ def test_a_summary_for_an_ended_or_unknown_session_is_ignored() -> None:
         out,
     )
     assert out.commands == [] and out.summaries_ignored == 1
+
+
+def test_with_no_pinned_room_the_session_stops_looking_for_a_segment_for_a_while() -> None:
+    proc = processor()
+    turns = [m for m in conversation(12) if m.role != "system"]
+    out = drive(proc, [start("s", pinned=0), *(turn("s", i + 1, m) for i, m in enumerate(turns))])
+    live = proc.store.live["s"]
+    assert planned(out) == []
+    due = next(s.seq for s in out.snapshots if s.snapshot.pressure >= 0.70)
+    assert live.pending is not None and live.pending.command_id is None
+    assert live.pending.retry_after > due  # looked once, then paused
+
+
+def test_a_request_cut_short_by_a_crash_is_sent_again_with_the_same_id() -> None:
+    whole = processor()
+    command, _, next_index = until_requested(whole)
+    table = Recording()
+    crashed = processor(table)
+    drive(crashed, events()[: next_index - 1])
+    live = crashed.store.get("s")
+    asking = events()[next_index - 1]
+    crashed.store.add("s", live, asking.message.uncounted())  # rows landed, command and cursor not
+    crashed.store.set_pending(
+        "s", live, PendingSummary(command.command_id, command.action.message_ids)
+    )
+    reborn = processor(table)
+    out = drive(reborn, [asking])
+    assert [c.command_id for c in planned(out)] == [command.command_id]
