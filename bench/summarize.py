@@ -27,7 +27,6 @@ from statistics import mean, median
 
 from streams.budget import BudgetManager, EvidenceScorer, Message, Policy
 from streams.budget.summarization import choose_segment
-from streams.budget.working import Working
 from streams.corpus import Conversation, generate_fleet
 from streams.summarizer.backend import summary_tokens
 from streams.summarizer.extractive import extract, sentences
@@ -39,10 +38,7 @@ RATIOS = (0.25, 0.10)
 
 def segment_of(conversation: Conversation, manager: BudgetManager) -> list[Message]:
     """The messages the worker would ask to summarize first."""
-    counter = manager.counter
-    work = Working(
-        conversation.messages, counter, manager.budgets, counter.chat_format.reply_priming
-    )
+    work = manager.working(conversation.messages)
     return [work.messages[i] for unit in choose_segment(work) for i in unit.indices]
 
 

@@ -7,12 +7,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from streams.budget import STRATEGIES, BudgetManager, Message, Policy, message_from_json
 from streams.budget.convert import message_to_json
 from streams.errors import InvalidMessageError, TokenBudgetError
 from streams.report import actions_table, snapshot_table
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 EXIT_BAD_INPUT = 2
 
@@ -133,9 +136,15 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return EmbeddedBroker(args.port).run_forever()
 
 
+def settings_from_flags(flags: dict[str, Any]) -> Settings:
+    """Settings from the environment, overridden by the flags that were given (not None)."""
+    from streams.settings import Settings
+
+    return Settings(**{k: v for k, v in flags.items() if v is not None})
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run the budget worker (settings from TOKENBUDGET_* variables, overridden by flags)."""
-    from streams.settings import Settings
     from streams.worker import run_worker
 
     flags = {
@@ -149,13 +158,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "embedded_broker": True if args.embedded_broker else None,
         "scoring": False if args.no_scoring else None,
     }
-    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
-    return run_worker(settings, args.loglevel)
+    return run_worker(settings_from_flags(flags), args.loglevel)
 
 
 def cmd_summarizer(args: argparse.Namespace) -> int:
     """Run the summarizer consumer (settings from TOKENBUDGET_* variables, overridden by flags)."""
-    from streams.settings import Settings
     from streams.summarizer.service import run_summarizer
 
     flags = {
@@ -165,8 +172,7 @@ def cmd_summarizer(args: argparse.Namespace) -> int:
         "summarizer_backend": args.backend,
         "summarizer_group": args.group,
     }
-    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
-    return run_summarizer(settings, args.loglevel)
+    return run_summarizer(settings_from_flags(flags), args.loglevel)
 
 
 def _budget_options(parser: argparse.ArgumentParser) -> None:

@@ -123,6 +123,12 @@ class BudgetManager:
         """Per-component usage of `messages` without pruning anything."""
         return self.ledger(messages).snapshot(estimated=self.estimated)
 
+    def working(self, messages: Sequence[Message]) -> Working:
+        """The cascade's working state over `messages`, tool schemas and reply priming charged."""
+        work = Working(messages, self.counter, self.budgets, self.counter.chat_format.reply_priming)
+        work.ledger.charge(Component.TOOL_SCHEMAS, self.tool_tokens)
+        return work
+
     def prepare(
         self,
         messages: Sequence[Message],
@@ -154,8 +160,7 @@ class BudgetManager:
         )
         if ledger.fits() and not plans_summary:  # the common case: nothing to decide
             return Prepared(list(messages), [], [], before, before)
-        work = Working(messages, self.counter, self.budgets, self.counter.chat_format.reply_priming)
-        work.ledger.charge(Component.TOOL_SCHEMAS, self.tool_tokens)
+        work = self.working(messages)
         spec = CascadeInput(
             strategy=strategy,
             task=task,

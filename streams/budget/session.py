@@ -15,7 +15,6 @@ from streams.budget.ledger import Ledger, Snapshot
 from streams.budget.manager import BudgetManager, Prepared
 from streams.budget.model import Component, Message
 from streams.budget.summarization import plan_summary
-from streams.budget.working import Working
 
 
 class Session:
@@ -90,15 +89,7 @@ class Session:
     def plan_summary(self) -> Action | None:
         """A SUMMARIZE of the oldest segment, carrying the segment, for an asynchronous
         summarizer; None when there is nothing worth summarizing. Changes nothing here."""
-        manager = self.manager
-        work = Working(
-            list(self.messages.values()),
-            manager.counter,
-            manager.budgets,
-            manager.counter.chat_format.reply_priming,
-        )
-        work.ledger.charge(Component.TOOL_SCHEMAS, manager.tool_tokens)
-        return plan_summary(work)
+        return plan_summary(self.manager.working(list(self.messages.values())))
 
     def apply(self, actions: Sequence[Action]) -> None:
         """Apply commands to this session (idempotent: applying twice changes nothing)."""

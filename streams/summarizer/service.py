@@ -114,7 +114,9 @@ class Summarizer:
             self._answers.popitem(last=False)
         return answer
 
-    def _event(self, request: SummaryRequest, status: SummaryStatus, **fields: Any) -> Any:
+    def _event(
+        self, request: SummaryRequest, status: SummaryStatus, **fields: Any
+    ) -> CompressedHistory:
         return CompressedHistory(
             summary_id=request.summary_id,
             session_id=request.session_id,
