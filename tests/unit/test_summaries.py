@@ -71,14 +71,15 @@ def test_a_summary_is_asked_for_once_at_the_info_threshold_with_its_segment() ->
     assert command.action.target_tokens and command.action.segment
     assert [m.id for m in command.action.segment] == list(command.action.message_ids)
     assert snapshot.pressure < 0.70 <= out.snapshots[-1].snapshot.pressure
-    outstanding = command
+    outstanding, asked = command, 1
     for event in events(60)[len(out.snapshots) :]:
         step = Outputs()
         proc.handle(event, step)
         for again in planned(step):  # asked again only once the outstanding segment is gone
             session = proc.store.live["s"].session
             assert not any(i in session for i in outstanding.action.message_ids)
-            outstanding = again
+            outstanding, asked = again, asked + 1
+    assert asked > 1  # the unanswered segment was pruned away, so it asked again
 
 
 def test_a_summary_replaces_its_segment_once_and_the_ledger_stays_exact() -> None:
