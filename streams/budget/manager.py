@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.budget.actions import Action
-from streams.budget.counting import ChatFormat, MessageCounter, Tokenizer, resolve_model
+from streams.budget.counting import (
+    ChatFormat,
+    EstimatingTokenizer,
+    MessageCounter,
+    Tokenizer,
+    resolve_model,
+)
 from streams.budget.importance import Scorer
 from streams.budget.ledger import Ledger, Snapshot
 from streams.budget.model import Component, Message
@@ -54,7 +60,9 @@ class BudgetManager:
         scorer: Scorer | None = None,
         summarizer: Summarize | None = None,
         tools: Sequence[Mapping[str, Any]] = (),
+        count_factor: float = 1.0,
     ) -> None:
+        """`count_factor` scales estimated counts (see `calibration`); exact ones ignore it."""
         self.model = model
         self.spec = resolve_model(model)
         self.policy = policy if isinstance(policy, Policy) else Policy.from_mapping(policy)
@@ -62,6 +70,9 @@ class BudgetManager:
             from streams.adapters.tokenizers import tokenizer_for
 
             tokenizer = tokenizer_for(self.spec, tokenizer_path)
+        if count_factor != 1.0 and isinstance(tokenizer, EstimatingTokenizer):
+            tokenizer = EstimatingTokenizer(count_factor)  # calibrated from billed usage
+        self.count_factor = count_factor if isinstance(tokenizer, EstimatingTokenizer) else 1.0
         self.counter = MessageCounter(tokenizer, chat_format or self.spec.chat_format)
         self.budgets: Budgets = self.policy.budgets(context_limit, estimated=not tokenizer.exact)
         self._scorer = scorer

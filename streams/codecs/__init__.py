@@ -20,7 +20,7 @@ from streams.codecs.records import (
 from streams.codecs.registry import SchemaRegistry
 from streams.codecs.snapshots import BudgetSnapshot
 from streams.codecs.summaries import CompressedHistory, SummaryStatus
-from streams.codecs.turns import SessionStart, TurnEvent, TurnEventType
+from streams.codecs.turns import SessionStart, TurnEvent, TurnEventType, Usage
 
 __all__ = [
     "BUDGET_COMMAND",
@@ -40,6 +40,7 @@ __all__ = [
     "SummaryStatus",
     "TurnEvent",
     "TurnEventType",
+    "Usage",
     "default_codec",
     "message_from_record",
     "message_to_record",

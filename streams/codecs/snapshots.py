@@ -23,13 +23,31 @@ class BudgetSnapshot:
     model: str
     snapshot: Snapshot
     timestamp: float
+    command_ids: tuple[str, ...] = ()
+    count_factor: float = 1.0
 
     @classmethod
     def of(
-        cls, session_id: str, seq: int, model: str, snapshot: Snapshot, timestamp: float
+        cls,
+        session_id: str,
+        seq: int,
+        model: str,
+        snapshot: Snapshot,
+        timestamp: float,
+        command_ids: tuple[str, ...] = (),
+        count_factor: float = 1.0,
     ) -> BudgetSnapshot:
         """A snapshot event whose id is derived from session and seq (redelivery-stable)."""
-        return cls(f"{session_id}/{seq}/snapshot", session_id, seq, model, snapshot, timestamp)
+        return cls(
+            f"{session_id}/{seq}/snapshot",
+            session_id,
+            seq,
+            model,
+            snapshot,
+            timestamp,
+            command_ids,
+            count_factor,
+        )
 
 
 def snapshot_to_record(event: BudgetSnapshot) -> Record:
@@ -54,6 +72,8 @@ def snapshot_to_record(event: BudgetSnapshot) -> Record:
         ],
         "message_count": s.message_count,
         "timestamp": event.timestamp,
+        "command_ids": list(event.command_ids),
+        "count_factor": event.count_factor,
     }
 
 
@@ -90,4 +110,6 @@ def snapshot_from_record(record: Record) -> BudgetSnapshot:
         model=record["model"],
         snapshot=snapshot,
         timestamp=record["timestamp"],
+        command_ids=tuple(record["command_ids"]),
+        count_factor=record["count_factor"],
     )

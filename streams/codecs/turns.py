@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from streams.budget.importance import Scorer
+from streams.budget.manager import BudgetManager
 from streams.budget.model import Message
 from streams.budget.planner import STRATEGIES
 from streams.budget.policy import Policy
@@ -28,6 +30,22 @@ class TurnEventType(StrEnum):
     TURN = "TURN"
     TASK_UPDATE = "TASK_UPDATE"
     SESSION_END = "SESSION_END"
+    USAGE = "USAGE"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The provider's billed counts for one LLM call, and the context it was made with."""
+
+    prompt_tokens: int
+    context_seq: int
+    context_tokens: int
+    completion_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_tokens", "completion_tokens", "context_tokens"):
+            if getattr(self, name) < 0:
+                raise InvalidMessageError(f"usage: {name} {getattr(self, name)} is negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +73,17 @@ class SessionStart:
                 f"unknown strategy {self.strategy!r} (expected one of {', '.join(STRATEGIES)})"
             )
 
+    def manager(self, scorer: Scorer | None = None, count_factor: float = 1.0) -> BudgetManager:
+        """The budget manager of this session, as the worker and the client SDK both build it."""
+        return BudgetManager(
+            self.model,
+            self.context_limit,
+            self.policy,
+            tools=self.tools,
+            scorer=scorer,
+            count_factor=count_factor,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TurnEvent:
@@ -69,6 +98,7 @@ class TurnEvent:
     message: Message | None = None
     task: str | None = None
     end_reason: str | None = None
+    usage: Usage | None = None
 
     def __post_init__(self) -> None:
         if not self.event_id or not self.session_id:
@@ -80,6 +110,7 @@ class TurnEvent:
             TurnEventType.SESSION_START: ("session_start", self.session_start),
             TurnEventType.TURN: ("message", self.message),
             TurnEventType.TASK_UPDATE: ("task", self.task),
+            TurnEventType.USAGE: ("usage", self.usage),
         }.get(self.type)
         if needed is not None and needed[1] is None:
             raise InvalidMessageError(
@@ -100,12 +131,13 @@ def turn_event_to_record(event: TurnEvent) -> Record:
         "message": None if event.message is None else message_to_record(event.message),
         "task": event.task,
         "end_reason": event.end_reason,
+        "usage": None if event.usage is None else usage_to_record(event.usage),
     }
 
 
 def turn_event_from_record(record: Record) -> TurnEvent:
     """A validated turn event (`InvalidMessageError`, `PolicyError` when it is not)."""
-    start, message = record["session_start"], record["message"]
+    start, message, usage = record["session_start"], record["message"], record.get("usage")
     return TurnEvent(
         event_id=record["event_id"],
         session_id=record["session_id"],
@@ -116,7 +148,18 @@ def turn_event_from_record(record: Record) -> TurnEvent:
         message=None if message is None else message_from_record(message),
         task=record["task"],
         end_reason=record["end_reason"],
+        usage=None if usage is None else Usage(**usage),
     )
+
+
+def usage_to_record(usage: Usage) -> Record:
+    """The wire record of billed usage."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "context_seq": usage.context_seq,
+        "context_tokens": usage.context_tokens,
+    }
 
 
 def session_start_to_record(start: SessionStart) -> Record:

@@ -10,6 +10,9 @@ three kinds of rows per session, all keyed `"<session_id>\\x1f…"`:
 - `…!summary`: the outstanding SUMMARIZE request (command id and segment ids), or the seq
   before which no new one is asked for after a failure; written when that changes, not per turn.
 
+Besides sessions, `~models\x1f!calibration:<model>` rows hold the per-model correction factors
+of estimated counts (written when a billed-usage report moves one).
+
 What one turn writes is proportional to that turn, never to the session's length. One table
 means one changelog partition per session, written in order: whenever a cursor is in the
 changelog, so is every row written before it, so a worker killed between two writes never comes
@@ -25,11 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.budget import BudgetManager, Message, Scorer, Session
+from streams.budget.calibration import Calibration
 from streams.codecs.messages import message_from_record, message_to_record
 from streams.codecs.turns import SessionStart, session_start_from_record, session_start_to_record
 
 SEP = "\x1f"
 START, CURSOR, MESSAGE, SUMMARY = "!start", "!cursor", "m:", "!summary"
+MODELS, CALIBRATION = "~models", "!calibration:"
 Table = MutableMapping[str, Any]
 
 
@@ -62,6 +67,11 @@ class Live:
     positions: dict[str, int]
     pending: PendingSummary | None = None
 
+    @property
+    def count_factor(self) -> float:
+        """The calibration factor this session's estimated counts are scaled by."""
+        return self.session.manager.count_factor
+
 
 class SessionStore:
     """Reads and writes session state; keeps live sessions cached in memory."""
@@ -70,32 +80,30 @@ class SessionStore:
         self.table = table
         self.scorer = scorer
         self.live: dict[str, Live] = {}
+        self.calibration = Calibration()
         self._managers: dict[str, BudgetManager] = {}
 
     # -- sessions --------------------------------------------------------------------------
-    def manager(self, start: SessionStart) -> BudgetManager:
+    def manager(self, start: SessionStart, count_factor: float = 1.0) -> BudgetManager:
         """A budget manager for a session start, shared by sessions with the same settings."""
-        signature = json.dumps(session_start_to_record(start) | {"task": None}, sort_keys=True)
+        record = session_start_to_record(start) | {"task": None, "factor": count_factor}
+        signature = json.dumps(record, sort_keys=True)
         manager = self._managers.get(signature)
         if manager is None:
-            manager = BudgetManager(
-                start.model,
-                start.context_limit,
-                start.policy,
-                tools=start.tools,
-                scorer=self.scorer,
-            )
+            manager = start.manager(self.scorer, count_factor)
             if len(self._managers) > 1024:
                 self._managers.clear()
             self._managers[signature] = manager
         return manager
 
     def begin(self, session_id: str, start: SessionStart, seq: int, system: Message) -> Live:
-        """Record a new session with its system prompt as the first message."""
-        manager = self.manager(start)
+        """Record a new session with its system prompt as the first message; an estimated
+        model counts with the correction factor learnt for it so far."""
+        manager = self.manager(start, self.calibration.factor(start.model))
         live = Live(start, Session(manager, start.task or ""), seq, 0, {})
         self.live[session_id] = live
-        self.table[key(session_id, START)] = session_start_to_record(start)
+        record = session_start_to_record(start) | {"count_factor": manager.count_factor}
+        self.table[key(session_id, START)] = record
         if system.text:
             self.add(session_id, live, system)
         self.save_cursor(session_id, live)
@@ -129,6 +137,8 @@ class SessionStore:
                 cursors[session_id] = value
             elif rest == SUMMARY:
                 pending[session_id] = value
+            elif rest.startswith(CALIBRATION) and session_id == MODELS:
+                self.calibration.load(rest.removeprefix(CALIBRATION), value)
             elif rest.startswith(MESSAGE):
                 message = message_from_record(value["m"])
                 message.token_count, message.counted_by = value["n"], value["by"]
@@ -136,7 +146,8 @@ class SessionStore:
         for session_id, record in starts.items():
             start = session_start_from_record(record)
             cursor = cursors.get(session_id, {})
-            session = Session(self.manager(start), cursor.get("task", start.task or ""))
+            manager = self.manager(start, record.get("count_factor", 1.0))
+            session = Session(manager, cursor.get("task", start.task or ""))
             live = Live(start, session, cursor.get("seq", -1), cursor.get("next", 0), {})
             if session_id in pending:
                 row = pending[session_id]
@@ -200,6 +211,12 @@ class SessionStore:
         for message_id in before.keys() - now.keys():
             self.table.pop(key(session_id, MESSAGE, message_id), None)
             live.positions.pop(message_id, None)
+
+    def calibrate(self, model: str, counted: int, billed: int, factor_used: float) -> None:
+        """Fold a billed-usage report into the model's factor; persist it when it moved."""
+        factor = self.calibration.observe(model, counted, billed, factor_used)
+        if factor is not None:
+            self.table[key(MODELS, CALIBRATION, model)] = factor
 
     def save_cursor(self, session_id: str, live: Live) -> None:
         """Write the few bytes that move on every turn, after everything else of that turn."""

@@ -15,10 +15,11 @@ the agent gets the same replacement as a SUMMARIZE command with the summary atta
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from streams.budget import Action, ActionKind, Component, Message, Rule
+from streams.budget.calibration import UsageSample
 from streams.budget.summarization import summary_message
 from streams.codecs import (
     BudgetCommand,
@@ -51,6 +52,7 @@ class Outputs:
     duplicates: int = 0
     summaries_applied: int = 0
     summaries_ignored: int = 0
+    usage: list[UsageSample] = field(default_factory=list)
 
 
 class TurnProcessor:
@@ -99,7 +101,7 @@ class TurnProcessor:
             out.commands += BudgetCommand.plan(sid, event.seq, [action], self.clock(), start.model)
             raise RejectedEventError(str(error)) from error
         live = self.store.begin(sid, start, event.seq, system)
-        self._snapshot(sid, event.seq, live.start.model, out)
+        self._snapshot(sid, event.seq, live, out)
 
     def _continue(self, event: TurnEvent, out: Outputs) -> None:
         sid = event.session_id
@@ -111,11 +113,14 @@ class TurnProcessor:
         if event.seq <= live.seq:
             out.duplicates += 1
             return
-        live.seq = event.seq
+        previous, live.seq = live.seq, event.seq
+        emitted = len(out.commands)
         if event.type is TurnEventType.SESSION_END:
             self.store.end(sid)
             return
-        if event.type is TurnEventType.TASK_UPDATE:
+        if event.type is TurnEventType.USAGE:
+            self._usage(live, event, previous, out)
+        elif event.type is TurnEventType.TASK_UPDATE:
             live.session.task = event.task or ""
         elif event.type is TurnEventType.TURN:
             assert event.message is not None
@@ -124,7 +129,30 @@ class TurnProcessor:
             self.store.add(sid, live, event.message)
             self._budget(sid, live, event.seq, out)
         self.store.save_cursor(sid, live)
-        self._snapshot(sid, event.seq, live.start.model, out)
+        self._snapshot(sid, event.seq, live, out, out.commands[emitted:])
+
+    def _usage(self, live: Live, event: TurnEvent, previous: int, out: Outputs) -> None:
+        """Compare a billed call with our count of its context; calibrate estimated models.
+
+        Our count is the ledger's total when the context reflected the turn before this report
+        (the usual order: context, LLM call, report, then the reply); otherwise the count the
+        client made of the context it sent, with the same core.
+        """
+        usage = event.usage
+        assert usage is not None
+        manager = live.session.manager
+        counted = live.session.ledger.total if usage.context_seq == previous else None
+        sample = UsageSample(
+            live.start.model,
+            manager.spec.family,
+            manager.estimated,
+            usage.context_tokens if counted is None else counted,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+        )
+        out.usage.append(sample)
+        if sample.estimated:
+            self.store.calibrate(sample.model, sample.counted, sample.billed, live.count_factor)
 
     def _budget(self, sid: str, live: Live, seq: int, out: Outputs) -> None:
         """Prune when over budget; ask for a summary when one is due and none is outstanding."""
@@ -208,7 +236,7 @@ class TurnProcessor:
             BudgetCommand(command_id, sid, live.seq, action, self.clock(), live.start.model)
         )
         out.summaries_applied += 1
-        self._snapshot(sid, live.seq, live.start.model, out)
+        self._snapshot(sid, live.seq, live, out, out.commands[-1:])
 
     @staticmethod
     def _fitted(live: Live, summary: CompressedHistory) -> Message | None:
@@ -220,8 +248,19 @@ class TurnProcessor:
             return message
         return manager.counter.truncate(message, max(room, 0), "…")
 
-    def _snapshot(self, sid: str, seq: int, model: str, out: Outputs) -> None:
-        live = self.store.live[sid]
+    def _snapshot(
+        self, sid: str, seq: int, live: Live, out: Outputs, commands: Sequence[BudgetCommand] = ()
+    ) -> None:
+        """The session's snapshot, naming the commands of the same step so that a client
+        knows when it has applied everything the worker decided up to `seq`."""
         out.snapshots.append(
-            BudgetSnapshot.of(sid, seq, model, live.session.snapshot(), self.clock())
+            BudgetSnapshot.of(
+                sid,
+                seq,
+                live.start.model,
+                live.session.snapshot(),
+                self.clock(),
+                tuple(c.command_id for c in commands),
+                live.count_factor,
+            )
         )

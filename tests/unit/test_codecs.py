@@ -185,9 +185,9 @@ def test_every_record_type_has_a_sample() -> None:
 # old schema's canonical form to schemas/history/ so messages in flight stay readable.
 GOLDEN = {
     "turn": (
-        "c30137a98fea5e517b4106652d3106732d310e0200002040fc54d9410002066d2d31126173736973"
+        "c3011d9536c9aff5424c06652d3106732d310e0200002040fc54d9410002066d2d31126173736973"
         "74616e74020e686973746f7279020400184c6574206d65206c6f6f6b2e020c63616c6c2d310c7365"
-        "617263681a7b2271223a226b61666b61227d000000000200002040fc54d94100000000"
+        "617263681a7b2271223a226b61666b61227d000000000200002040fc54d9410000000000"
     ),
     "command": (
         "c30187c5eae42e00c2210e732d312f372f3006732d310e022a6f76657273697a65645f746f6f6c5f"
@@ -197,6 +197,12 @@ GOLDEN = {
         "0001000000002040fc54d9410000"
     ),
 }
+# The first TurnEvent schema (schemas/history/TurnEvent.1.avsc), before USAGE events.
+GOLDEN_V1_TURN = (
+    "c30137a98fea5e517b4106652d3106732d310e0200002040fc54d9410002066d2d31126173736973"
+    "74616e74020e686973746f7279020400184c6574206d65206c6f6f6b2e020c63616c6c2d310c7365"
+    "617263681a7b2271223a226b61666b61227d000000000200002040fc54d94100000000"
+)
 # The first BudgetCommand schema (schemas/history/BudgetCommand.1.avsc), before `model` and
 # `segment`: bytes written by it stay readable.
 GOLDEN_V1_COMMAND = (
@@ -547,3 +553,9 @@ def test_commands_written_by_the_first_schema_still_decode(codec: AvroCodec) -> 
     assert command.model is None and command.action.segment == ()
     expected = BUDGET_COMMAND.to_record(truncate_command())
     assert BUDGET_COMMAND.to_record(command) == expected | {"model": None, "segment": []}
+
+
+def test_a_turn_written_with_the_first_schema_stays_readable(codec: AvroCodec) -> None:
+    event = codec.loads(TURN_EVENT, bytes.fromhex(GOLDEN_V1_TURN))
+    assert event.usage is None
+    assert TURN_EVENT.to_record(event) == TURN_EVENT.to_record(turn())
