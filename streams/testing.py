@@ -294,3 +294,21 @@ class ChatCompletionsServer:
     def _next_step(self) -> Step | None:
         with self._lock:
             return self._steps.popleft() if self._steps else None
+
+
+class ReferenceBilling:
+    """A provider's billing for models we can only estimate, with a real tokenizer in its place.
+
+    Nobody can count Claude or Gemini tokens offline, so tests and the calibration benchmark
+    bill prompts with tiktoken's `o200k_base` and the OpenAI chat format's overheads: a
+    tokenizer that really differs from our estimate, which calibration must learn to match.
+    """
+
+    def __init__(self, reference_model: str = "gpt-4o") -> None:
+        from streams.budget import BudgetManager
+
+        self.manager = BudgetManager(reference_model, 10**9)
+
+    def prompt_tokens(self, messages: Any) -> int:
+        """What the provider would bill for a prompt of these messages."""
+        return self.manager.ledger([m.uncounted() for m in messages]).total

@@ -1,0 +1,140 @@
+"""The client SDK end to end on the real embedded broker, a real worker and a real summarizer:
+agents that use only the public SDK get contexts that fit, in step with the worker's ledger; a
+dead worker means a local fallback, and the client resyncs when the worker is back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from streams.budget import ActionKind, Message, to_anthropic, to_openai
+from streams.client import BudgetClient, Context, Mirror
+from streams.client.mirror import ledger_matches
+from streams.corpus import generate_fleet
+from streams.topics import TopicNames
+from tests.integration.fleet import worker_command
+from tests.integration.test_summarizer import PARTITIONS, start_stack
+
+LIMITS = (5_000, 7_000)
+
+
+def turns_of(conversation_messages: list[Message], n: int) -> list[Message]:
+    """The first `n` non-system messages."""
+    return [m for m in conversation_messages if m.role != "system"][:n]
+
+
+def as_provider(message: Message, i: int) -> Message | dict:
+    """Every third turn as an OpenAI dict, every third as an Anthropic one, the rest ours.
+
+    Tool messages stay ours (their results must pair with the ids of calls the client kept).
+    """
+    if message.role in ("tool", "system") or message.pinned or not isinstance(message.content, str):
+        return message
+    if i % 3 == 1:
+        return to_openai([message])[0]
+    if i % 3 == 2:
+        return to_anthropic([message])["messages"][0]
+    return message
+
+
+async def drive(client: BudgetClient, sid: str, messages: list[Message], limit: int) -> Counter:
+    """One agent in lockstep: publish a turn, get the context before each assistant turn."""
+    tally: Counter[str] = Counter()
+    mirror: Mirror = client.sessions[sid]
+    for i, message in enumerate(messages):
+        if message.role == "assistant":
+            context = await client.context(sid, timeout=30)
+            check(context, mirror, limit)
+            tally["contexts"] += 1
+            await client.report_usage(sid, prompt_tokens=context.tokens, completion_tokens=40)
+        await client.publish_turn(sid, as_provider(message, i))
+    check(await client.context(sid, timeout=30), mirror, limit)
+    return tally
+
+
+def check(context: Context, mirror: Mirror, limit: int) -> None:
+    """In step: not a fallback, fits the limit, the client's ledger equals the worker's."""
+    assert not context.fallback, f"{context.session_id}: the worker did not answer in time"
+    assert context.tokens <= limit
+    assert context.snapshot.used <= context.snapshot.effective_limit
+    assert mirror.worker is not None and ledger_matches(mirror, mirror.worker.snapshot), (
+        f"{context.session_id}: client {mirror.session.snapshot().used} tokens, "
+        f"worker {mirror.worker.snapshot.used if mirror.worker else None}"
+    )
+
+
+def test_a_fleet_through_the_sdk_stays_in_step_with_the_worker(
+    broker, faust_worker, unique_name
+) -> None:
+    prefix = unique_name("sdk") + "."
+    topics, _, _ = start_stack(broker, faust_worker, prefix)
+    fleet = generate_fleet(4, turns=36, seed=5)
+
+    async def run() -> tuple[list[Counter], Counter]:
+        async with BudgetClient(
+            broker.bootstrap, topic_prefix=topics.prefix, partitions=PARTITIONS
+        ) as client:
+            seen: Counter[str] = Counter()
+
+            async def watch() -> None:
+                async for command in client.commands():
+                    seen[command.action.kind.value] += 1
+
+            watcher = asyncio.create_task(watch())
+            jobs = []
+            for n, conversation in enumerate(fleet):
+                sid = f"{prefix}agent-{n}"
+                limit = LIMITS[n % 2]
+                system = conversation.messages[0].text
+                await client.start_session(
+                    sid, model="gpt-4o", context_limit=limit, system_prompt=system,
+                    task=conversation.task,
+                )  # fmt: skip
+                jobs.append(drive(client, sid, turns_of(conversation.messages, 36), limit))
+            tallies = await asyncio.gather(*jobs)
+            watcher.cancel()
+            return list(tallies), seen
+
+    tallies, seen = asyncio.run(run())
+    assert all(t["contexts"] > 5 for t in tallies)
+    assert seen[ActionKind.DROP.value] > 0, seen  # the worker pruned, the client applied it
+
+
+def test_a_dead_worker_means_a_local_fallback_then_a_resync(
+    broker, faust_worker, unique_name
+) -> None:
+    prefix = unique_name("fallback") + "."
+    topics = TopicNames(prefix)
+    worker = faust_worker(
+        "streams",
+        name="budget",
+        command=worker_command(broker.bootstrap, topics, prefix + "worker", PARTITIONS),
+        ready_timeout=90,
+    )
+    conversation = generate_fleet(1, turns=40, seed=9)[0]
+    messages = turns_of(conversation.messages, 40)
+    sid = prefix + "agent"
+    limit = 4_000
+
+    async def run() -> None:
+        async with BudgetClient(
+            broker.bootstrap, topic_prefix=prefix, partitions=PARTITIONS
+        ) as client:
+            await client.start_session(sid, model="gpt-4o", context_limit=limit)
+            mirror = client.sessions[sid]
+            for message in messages[:10]:
+                await client.publish_turn(sid, message)
+            check(await client.context(sid, timeout=30), mirror, limit)
+
+            worker.kill()
+            for message in messages[10:]:
+                await client.publish_turn(sid, message)
+            local = await client.context(sid, timeout=1.0)
+            assert local.fallback
+            assert local.tokens <= local.snapshot.effective_limit < limit
+            assert not mirror.session.fits()  # unpruned, the history would be over budget
+
+            worker.restart()
+            check(await client.context(sid, timeout=90), mirror, limit)
+
+    asyncio.run(run())
