@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo test test-unit test-integration bench lint format clean
+.PHONY: help install tools demo test test-unit test-integration bench lint format clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,19 +24,30 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies (offline assets included)
 
+# promtool and prometheus (Debian package `prometheus`) for the tests of deploy/, tmux for the
+# terminal test of `tokenbudget top`; installed only when missing, with sudo unless root.
+tools: ## Install the system tools the tests need (prometheus, promtool, tmux) when missing
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v tmux >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends prometheus tmux; }
+	@promtool --version | head -1
+
 demo: install ## Run the main job: an agent fleet through the embedded broker and a budget worker
 	$(PY) -m streams demo
 
-test: install ## Run the whole test suite (unit + integration); fails if no test is collected
+test: install tools ## Run the whole test suite (unit + integration); fails if no test is collected
 	$(PY) -m pytest -q
 
-test-unit: install ## Unit tests only (pure core, codecs, adapters)
+test-unit: install tools ## Unit tests only (pure core, codecs, adapters, deploy/ checks)
 	$(PY) -m pytest -q tests/unit
 
 bench: install ## Run the benchmarks and print their figures
 	$(PY) bench/core.py
 	$(PY) bench/retention.py
 	$(PY) bench/summarize.py
+	$(PY) bench/memory.py
 
 lint: install ## ruff check and format check
 	$(PY) -m ruff check streams tests bench

@@ -33,9 +33,13 @@ from streams.codecs import (
     default_codec,
 )
 from streams.errors import DecodeError, TokenBudgetError
+from streams.metrics import WorkerMetrics
+from streams.processors.limits import Limits
 from streams.processors.state import SessionStore
 from streams.processors.turns import Outputs, TurnProcessor
+from streams.security import KafkaSecurity
 from streams.settings import Settings
+from streams.sweep import install_idle_sweep
 from streams.topics import TopicNames
 
 log = logging.getLogger("tokenbudget.worker")
@@ -87,7 +91,9 @@ def embedded_overrides(settings: Settings) -> dict[str, Any]:
     return {"producer_max_batch_size": TANSU_FAUST_SETTINGS["producer_max_batch_size"]}
 
 
-def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
+def build_app(
+    settings: Settings, scorer: Scorer | None = None, metrics: WorkerMetrics | None = None
+) -> faust.App:
     """A configured Faust app with the budget worker's topics, tables and processors."""
     names = TopicNames(settings.topic_prefix)
     n = settings.partitions
@@ -108,6 +114,10 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
+        broker_credentials=KafkaSecurity.from_settings(settings).faust_credentials(),
+        # The largest record the worker writes is the dead letter of an event at the size limit,
+        # or the JSON table row of its message (escapes can double text): room for either.
+        producer_max_request_size=max(1_048_576, 2 * settings.max_event_bytes + 65_536),
         **embedded_overrides(settings),
     )
     # Table writes queue in Faust's producer buffer; past 100 pending it stalls the stream and
@@ -122,8 +132,13 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     compressed = app.topic(names.compressed, **raw)
     table = {"partitions": n, "key_type": str}  # json keys and values
     store = SessionStore(app.Table("sessions", **table), scorer or build_scorer(settings))
-    processor = TurnProcessor(store, settings.default_strategy)
+    limits = Limits.from_settings(settings)
+    processor = TurnProcessor(store, settings.default_strategy, limits=limits)
     codec = default_codec()
+    if metrics is None:  # unexposed, so the code below needs no None checks
+        from prometheus_client import CollectorRegistry
+
+        metrics = WorkerMetrics(CollectorRegistry())
 
     @app.agent(turns)
     async def process_turns(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -133,10 +148,14 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
             decoded: list[tuple[EventT, TurnEvent]] = []
             for event in batch:
                 try:
+                    limits.check_event_size(event.message.key, event.value)  # before decoding
                     decoded.append((event, codec.loads(TURN_EVENT, event.value)))
                 except (DecodeError, TokenBudgetError) as error:
                     await _dead_letter(event, error)
-            await _embed([e for _, e in decoded], store.scorer)
+            started = time.perf_counter()
+            embedded = await _embed([e for _, e in decoded], store.scorer)
+            if embedded:
+                metrics.embedding(time.perf_counter() - started, embedded)
             processed += len(decoded)
             if processed >= FREEZE_EVERY:
                 # Session state is long-lived; keep the cyclic collector from walking it all.
@@ -145,8 +164,19 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
             for event, turn in decoded:
                 out = Outputs()
                 _current_event.set(weakref.ref(event))  # table writes go to this partition
-                processor.handle(turn, out)
+                started = time.perf_counter()
+                try:
+                    processor.handle(turn, out)
+                except Exception as error:  # a bug must not stop every session of the partition
+                    log.exception("turn %s of session %r failed", turn.event_id, turn.session_id)
+                    await _dead_letter(event, error)
+                    continue
                 await _publish(turn, out, event)
+                ended = time.perf_counter()
+                sent = event.message.timestamp  # producer's clock: clamp a skew at 0
+                lag = max(0.0, time.time() - sent) if sent else None
+                metrics.observe_turn(turn, out, ended - started, lag)
+            metrics.flush()
             yield None
 
     @app.agent(compressed)
@@ -154,6 +184,7 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         """Swap summarized segments for pinned summaries; tell the agents the same."""
         async for event in stream.events():
             try:
+                limits.check_event_size(event.message.key, event.value)
                 summary = codec.loads(COMPRESSED_HISTORY, event.value)
             except (DecodeError, TokenBudgetError) as error:
                 await _dead_letter(event, error)
@@ -163,6 +194,8 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
             _current_event.set(weakref.ref(event))
             processor.handle_summary(summary, out)
             await _send(summary.session_id, out)
+            metrics.observe_summary(summary, out)
+            metrics.flush()
             yield None
 
     async def _publish(turn: TurnEvent, out: Outputs, event: EventT) -> None:
@@ -179,40 +212,53 @@ def build_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
 
     async def _dead_letter(event: EventT, error: BaseException) -> None:
         message = event.message
+        key, value = limits.for_dead_letter(  # an oversized record keeps its first bytes only
+            message.key if isinstance(message.key, bytes) else None,
+            message.value if isinstance(message.value, bytes) else b"",
+        )
         letter = DeadLetter.of(
             error,
             topic=message.topic,
             partition=message.partition,
             offset=message.offset,
-            key=message.key if isinstance(message.key, bytes) else None,
-            value=message.value if isinstance(message.value, bytes) else b"",
+            key=key,
+            value=value,
             timestamp=time.time(),
             source_timestamp=message.timestamp,
         )
         log.warning("dead letter %s: %s", letter.event_id, letter.reason)
-        await dead_letters.send(key=message.key, value=codec.dumps(DEAD_LETTER, letter))
+        metrics.dead_letter(error)
+        await dead_letters.send(key=key, value=codec.dumps(DEAD_LETTER, letter))
+
+    install_idle_sweep(app, processor, names.turns, n, _send, metrics)
 
     @app.on_partitions_revoked.connect
     async def _revoked(_app: Any, revoked: Any, **_: Any) -> None:
         store.forget()
+        metrics.forget_sessions()
 
     return app
 
 
-async def _embed(events: Sequence[TurnEvent], scorer: Scorer) -> None:
+async def _embed(events: Sequence[TurnEvent], scorer: Scorer) -> int:
     """`prime_batch` in a worker thread, so the event loop keeps serving the consumer."""
-    await asyncio.get_running_loop().run_in_executor(None, prime_batch, events, scorer)
+    return await asyncio.get_running_loop().run_in_executor(None, prime_batch, events, scorer)
 
 
-def prime_batch(events: Sequence[TurnEvent], scorer: Scorer) -> None:
-    """Embed a batch's new prunable messages, across sessions, in one model call."""
+def prime_batch(events: Sequence[TurnEvent], scorer: Scorer) -> int:
+    """Embed a batch's new prunable messages, across sessions, in one model call.
+
+    Returns the passages embedded (0 when the model was not called).
+    """
     prime = getattr(scorer, "prime", None)
     if prime is None:
-        return
+        return 0
     messages = [
         e.message
         for e in events
         if e.type is TurnEventType.TURN and e.message is not None and e.message.component.prunable
     ]
-    if messages:
-        prime(messages)
+    if not messages:
+        return 0
+    embedded = prime(messages)
+    return embedded if isinstance(embedded, int) else len(messages)

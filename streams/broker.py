@@ -138,8 +138,15 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         startup_timeout: float = 15.0,
         stop_timeout: float = 5.0,
+        authentication: bool = False,
+        advertised: str | None = None,
     ) -> None:
+        # authentication: Tansu's --authentication (SASL SCRAM required); Tansu 0.6 cannot
+        # store users, so every login is refused: see README "Security".
+        # advertised: the host:port clients are told to use (a TLS terminator in front).
         self.host = host
+        self.authentication = authentication
+        self.advertised = advertised
         self._requested_port = port
         self._port: int | None = port
         self._binary = binary
@@ -208,10 +215,12 @@ class EmbeddedBroker:
             "--listener-url",
             listener,
             "--advertised-listener-url",
-            listener,
+            f"tcp://{self.advertised}" if self.advertised else listener,
             "--storage-engine",
             "memory://tansu/",
         ]
+        if self.authentication:
+            command.append("--authentication")
         self._log_file = self._log_path.open("ab")
         self._process = subprocess.Popen(
             command,
@@ -305,15 +314,28 @@ def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
 
 
 async def create_topics_async(
-    bootstrap: str, names: Iterable[str], partitions: int = 1, replication: int = 1
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 1,
+    replication: int = 1,
+    *,
+    options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Create the topics with aiokafka's admin client; topics that already exist are fine."""
+    """Create the topics with aiokafka's admin client; topics that already exist are fine.
+
+    `options`: the clients' aiokafka arguments; the TLS/SASL ones (`streams.security.
+    client_options()`) are used, and a broker refusing them raises one clear error.
+    """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from streams.security import SECURITY_OPTIONS, check_access
 
     wanted = [NewTopic(name, partitions, replication) for name in names]
     if not wanted:
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    security = {k: v for k, v in (options or {}).items() if k in SECURITY_OPTIONS}
+    await check_access(bootstrap, security)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security)
     await admin.start()
     try:
         response = await admin.create_topics(wanted)
@@ -337,14 +359,18 @@ def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
 
 
 def create_topics(
-    bootstrap: str, names: Iterable[str], partitions: int = 1, replication: int = 1
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 1,
+    replication: int = 1,
+    *,
+    options: Mapping[str, Any] | None = None,
 ) -> None:
     """Blocking form of `create_topics_async`, usable with or without a running event loop."""
     names = list(names)
+    created = create_topics_async(bootstrap, names, partitions, replication, options=options)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(
-            asyncio.run, create_topics_async(bootstrap, names, partitions, replication)
-        ).result()
+        pool.submit(asyncio.run, created).result()
 
 
 def main() -> int:

@@ -157,6 +157,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "store": args.store,
         "embedded_broker": True if args.embedded_broker else None,
         "scoring": False if args.no_scoring else None,
+        "metrics_port": args.metrics_port,
+        **_security_flags(args),
     }
     return run_worker(settings_from_flags(flags), args.loglevel)
 
@@ -171,8 +173,72 @@ def cmd_summarizer(args: argparse.Namespace) -> int:
         "topic_prefix": args.topic_prefix,
         "summarizer_backend": args.backend,
         "summarizer_group": args.group,
+        "summarizer_metrics_port": args.metrics_port,
+        **_security_flags(args),
     }
     return run_summarizer(settings_from_flags(flags), args.loglevel)
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    """Show the fleet's budgets live, from budget.events and budget.commands, until q."""
+    from streams.security import client_options
+    from streams.top import run_top
+
+    flags = {"bootstrap": args.bootstrap, "topic_prefix": args.topic_prefix}
+    settings = settings_from_flags(flags | _security_flags(args))
+    return run_top(
+        settings.bootstrap,
+        settings.topic_prefix,
+        from_beginning=args.from_beginning,
+        options=client_options(settings),
+    )
+
+
+class _RefusedSecret(argparse.Action):
+    """A secret given as a flag value: any user of the machine can read it in `ps`."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(
+            f"{option_string} is not accepted (a command line is visible to every user): use "
+            "--sasl-password-file or TOKENBUDGET_SASL_PASSWORD(_FILE)"
+        )
+
+
+def _security_options(parser: argparse.ArgumentParser) -> None:
+    """Kafka TLS/SASL flags. A secret is only ever given as a file, never on the command line."""
+    from streams.security import MECHANISMS, PROTOCOLS
+
+    group = parser.add_argument_group("Kafka security (each overrides its TOKENBUDGET_* variable)")
+    group.add_argument(
+        "--security-protocol",
+        type=str.upper,
+        choices=PROTOCOLS,
+        help="PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL",
+    )
+    group.add_argument("--sasl-mechanism", type=str.upper, choices=MECHANISMS)
+    group.add_argument("--sasl-username", help="SASL user (TOKENBUDGET_SASL_USERNAME)")
+    group.add_argument(
+        "--sasl-password-file",
+        help="file holding the SASL password (TOKENBUDGET_SASL_PASSWORD_FILE)",
+    )
+    # Named, so that argparse does not take it for an abbreviation of --sasl-password-file.
+    group.add_argument("--sasl-password", action=_RefusedSecret, help=argparse.SUPPRESS)
+    group.add_argument("--ssl-cafile", help="CA certificates, PEM (TOKENBUDGET_SSL_CAFILE)")
+    group.add_argument("--ssl-certfile", help="client certificate, PEM (TOKENBUDGET_SSL_CERTFILE)")
+    group.add_argument("--ssl-keyfile", help="client key, PEM (TOKENBUDGET_SSL_KEYFILE)")
+
+
+def _security_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The security flags as Settings fields (None: not given, the environment decides)."""
+    sasl = ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file")
+    tls = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    return {name: getattr(args, name) for name in (*sasl, *tls)}
 
 
 def _budget_options(parser: argparse.ArgumentParser) -> None:
@@ -223,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--partitions", type=int, help="topic partitions (default 8)")
     worker.add_argument("--data-dir", help="Faust data directory (TOKENBUDGET_DATA_DIR)")
     worker.add_argument("--web-port", type=int, help="HTTP port (TOKENBUDGET_WEB_PORT)")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus /metrics port, 0 = off (TOKENBUDGET_METRICS_PORT, default 9464)",
+    )
     worker.add_argument("--topic-prefix", help="prefix of every topic (TOKENBUDGET_TOPIC_PREFIX)")
     worker.add_argument("--app-id", help="Faust app id / consumer group (TOKENBUDGET_APP_ID)")
     worker.add_argument(
@@ -239,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--loglevel", default="info", choices=("crit", "error", "warn", "info", "debug")
     )
+    _security_options(worker)
     worker.set_defaults(func=cmd_worker)
 
     summarizer = sub.add_parser(
@@ -258,16 +330,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summarizer.add_argument("--group", help="consumer group (TOKENBUDGET_SUMMARIZER_GROUP)")
     summarizer.add_argument(
+        "--metrics-port",
+        type=int,
+        help="Prometheus /metrics port, 0 = off (TOKENBUDGET_SUMMARIZER_METRICS_PORT, "
+        "default 9465)",
+    )
+    summarizer.add_argument(
         "--loglevel", default="info", choices=("crit", "error", "warn", "info", "debug")
     )
+    _security_options(summarizer)
     summarizer.set_defaults(func=cmd_summarizer)
+
+    top = sub.add_parser("top", help="live view of session budgets and commands (q quits)")
+    top.add_argument("--bootstrap", help="Kafka bootstrap servers (TOKENBUDGET_BOOTSTRAP)")
+    top.add_argument("--topic-prefix", help="prefix of every topic (TOKENBUDGET_TOPIC_PREFIX)")
+    top.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="read the topics from their start (default: only what arrives from now on)",
+    )
+    _security_options(top)
+    top.set_defaults(func=cmd_top)
 
     demo = sub.add_parser("demo", help="run the demo on a generated long agent conversation")
     demo.add_argument(
         "--in-process", action="store_true", help="one long session through the library, no broker"
     )
-    demo.add_argument("--sessions", type=int, default=12, help="agent sessions (default 12)")
-    demo.add_argument("--turns", type=int, default=40, help="turns per session (default 40)")
+    demo.add_argument("--sessions", type=int, default=20, help="agent sessions (default 20)")
+    demo.add_argument("--turns", type=int, default=60, help="turns per session (default 60)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--context-limit", type=int, default=16_000)
     demo.add_argument("--model", default="gpt-4o")

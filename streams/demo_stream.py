@@ -1,206 +1,222 @@
-"""`make demo`: a small agent fleet through the embedded broker, a budget worker and the
-summarizer.
+"""`make demo`: an agent fleet on the client SDK, through the embedded broker, a budget worker
+and the summarizer.
 
 Starts Tansu on a free loopback port, one `tokenbudget worker` and one `tokenbudget summarizer`
-process, publishes generated research and coding sessions a round of turns at a time, like
-agents that pause for their LLM calls (one session with a system prompt over its share),
-follows the snapshots, commands, summaries and dead letters live, and prints a report. Every
-process it started is stopped on the way out, also on Ctrl-C or an error.
+process, then runs one simulated agent per generated research or coding session, all at once.
+Each agent works like a real one on the public SDK (`BudgetClient`): before each LLM call it
+asks for the context, "calls the model" (a short pause), and publishes the reply and the tool
+results. The sessions carry large tool results, RAG chunks, a tool stuck in a polling loop and
+a change of task midway; one has a system prompt over its share, which the SDK rejects before
+anything is published. Live progress shows every session's utilization; the report compares
+the fleet with the same fleet without budget management. Every process it started is stopped
+on the way out, also on Ctrl-C or an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from streams.broker import EmbeddedBroker, free_port
-from streams.budget import ActionKind, BudgetManager, Message, Policy
-from streams.codecs import (
-    BUDGET_COMMAND,
-    BUDGET_SNAPSHOT,
-    COMPRESSED_HISTORY,
-    DEAD_LETTER,
-    TURN_EVENT,
-    SessionStart,
-    TurnEvent,
-    TurnEventType,
-    default_codec,
-)
-from streams.corpus import generate_fleet
+from streams.budget import ActionKind, BudgetManager, Message
+from streams.client import BudgetClient
+from streams.corpus import Conversation, generate_fleet
+from streams.errors import SystemPromptTooLargeError
 from streams.report import bar
 from streams.summarizer.service import command_line as summarizer_command_line
 from streams.topics import TopicNames
 from streams.worker import command_line
 
-CODEC = default_codec()
+LIMITS = (6_000, 8_000, 12_000)
+MODEL = "gpt-4o"
+PARTITIONS = 4
 
 
-def fleet(sessions: int, turns: int, seed: int) -> dict[str, list[TurnEvent]]:
-    """Generated sessions as turn events; the last one has a system prompt over its share."""
-    out: dict[str, list[TurnEvent]] = {}
-    for n, conversation in enumerate(generate_fleet(sessions, turns, seed)):
+@dataclass
+class Agent:
+    """One simulated agent and what happened to it."""
+
+    session_id: str
+    conversation: Conversation
+    limit: int
+    system_prompt: str
+    calls: int = 0
+    fallbacks: int = 0
+    peak: float = 0.0
+    final: float = 0.0
+    managed_overflows: int = 0
+    unmanaged_overflows: int = 0
+    published: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    rejected: str | None = None
+
+    @property
+    def turns(self) -> list[Message]:
+        """The turns the agent publishes (the system prompt goes with the session start)."""
+        return [m for m in self.conversation.messages if m.role != "system"]
+
+
+def build_fleet(sessions: int, turns: int, seed: int) -> list[Agent]:
+    """Generated sessions; the last one has a system prompt over its share."""
+    agents = []
+    steps = max(12, turns // 2)  # a step is a user, assistant or tool turn, often two
+    for n, conversation in enumerate(generate_fleet(sessions, steps, seed)):
+        conversation.messages = conversation.messages[: turns + 1]  # the system prompt and turns
+        prompt = conversation.messages[0].text
+        if n == sessions - 1:
+            prompt = "You are a careful agent. Cite sources. " * 400
         sid = f"agent-{n:02d}-{conversation.kind}"
-        prompt = "You are a careful agent. Cite sources. " * (400 if n == sessions - 1 else 1)
-        limit = (6_000, 8_000, 12_000)[n % 3]
-        start = SessionStart("gpt-4o", limit, Policy(), prompt, task=conversation.task)
-        events = [
-            TurnEvent(
-                f"{sid}/0", sid, 0, TurnEventType.SESSION_START, time.time(), session_start=start
-            )
-        ]
-        messages = [m for m in conversation.messages if m.role != "system"][:turns]
-        events += [
-            TurnEvent(f"{sid}/{i + 1}", sid, i + 1, TurnEventType.TURN, time.time(), message=m)
-            for i, m in enumerate(messages)
-        ]
-        out[sid] = events
-    return out
+        agents.append(Agent(sid, conversation, LIMITS[n % 3], prompt))
+    return agents
 
 
-def unmanaged_overflows(events: list[TurnEvent]) -> int:
-    """LLM calls (before each assistant turn) whose full history exceeds the context limit."""
-    start = events[0].session_start
-    assert start is not None
-    manager = BudgetManager(start.model, start.context_limit, start.policy)
-    total = manager.count(Message(id="s", role="system", content=start.system_prompt)) + 3
-    overflows = 0
-    for event in events[1:]:
-        assert event.message is not None
-        if event.message.role == "assistant" and total > start.context_limit:
-            overflows += 1
-        total += manager.count(event.message.uncounted())
-    return overflows
-
-
-class Progress:
-    """What has come back so far."""
-
-    def __init__(self) -> None:
-        self.snapshots: dict[str, list] = {}
-        self.rules: Counter[str] = Counter()
-        self.letters: list = []
-        self.received = 0
-        self.asked = 0
-        self.answered = 0
-        self.applied = 0
-
-    def take(self, topics: TopicNames, topic: str, value: bytes) -> None:
-        """Account for one record of an output topic."""
-        if topic == topics.events:
-            snap = CODEC.loads(BUDGET_SNAPSHOT, value)
-            self.snapshots.setdefault(snap.session_id, []).append(snap)
-            self.received += 1
-        elif topic == topics.commands:
-            action = CODEC.loads(BUDGET_COMMAND, value).action
-            asked = action.kind is ActionKind.SUMMARIZE and action.replacement is None
-            applied = action.kind is ActionKind.SUMMARIZE and not asked
-            label = " (asked for)" if asked else " (applied)" if applied else ""
-            self.rules[f"{action.kind.value} {action.rule.value}{label}"] += 1
-            self.asked += asked
-            self.applied += applied
-        elif topic == topics.compressed:
-            CODEC.loads(COMPRESSED_HISTORY, value)
-            self.answered += 1
-        else:
-            self.letters.append(CODEC.loads(DEAD_LETTER, value))
-
-    def line(self) -> str:
-        """The live progress line: counts and the three fullest sessions."""
-        hottest = sorted(
-            ((s[-1].snapshot.utilization, sid) for sid, s in self.snapshots.items()),
-            reverse=True,
-        )[:3]
-        return (
-            f"  {self.received:>5} snapshots · {sum(self.rules.values()):>4} commands · "
-            f"summaries {self.applied}/{self.asked} · "
-            + "  ".join(f"{sid[:8]} {bar(u, 10)} {u:>4.0%}" for u, sid in hottest)
-        )
-
-
-async def follow(
-    bootstrap: str,
-    topics: TopicNames,
-    sessions: dict[str, list[TurnEvent]],
-    timeout: float,
-    pace: float = 0.3,
-) -> Progress:
-    """Publish the fleet a round at a time, `pace` seconds apart, and read everything back,
-    with a live progress line; then wait (briefly) for the summaries still in flight."""
-    want_snapshots = sum(len(e) for sid, e in sessions.items() if not sid.endswith("rejected"))
-    want_letters = sum(len(e) for sid, e in sessions.items() if sid.endswith("rejected"))
-    consumer = AIOKafkaConsumer(
-        topics.events,
-        topics.commands,
-        topics.compressed,
-        topics.dead_letters,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-        fetch_max_wait_ms=20,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await consumer.start()
-    await producer.start()
-    progress = Progress()
-    queues = [list(e) for e in sessions.values()]
-    live = sys.stdout.isatty()
-    started = time.monotonic()
-    last_line = 0.0
-
-    async def read(wait: float) -> None:
-        nonlocal last_line
-        batch = await consumer.getmany(timeout_ms=int(wait * 1000))
-        for tp, records in batch.items():
-            for record in records:
-                progress.take(topics, tp.topic, record.value)
-        now = time.monotonic()
-        if now - last_line > (0.2 if live else 5.0):
-            last_line = now
-            print(("\r" if live else "") + progress.line(), end="" if live else "\n", flush=True)
-        if now - started > timeout:
-            raise TimeoutError(f"only {progress.received} snapshots arrived in {timeout:.0f} s")
-
+async def run_agent(client: BudgetClient, agent: Agent, seed: int) -> None:
+    """Work through the session like an agent: context, LLM call, publish, and again."""
+    rng = random.Random(f"{seed}:{agent.session_id}")
     try:
-        while any(queues):  # a round of turns, like a fleet of agents between LLM calls
-            for queue in queues:
-                if queue:
-                    event = queue.pop(0)
-                    await producer.send(
-                        topics.turns, CODEC.dumps(TURN_EVENT, event), key=event.session_id.encode()
-                    )
-            await producer.flush()
-            round_end = time.monotonic() + pace
-            while time.monotonic() < round_end:
-                await read(max(0.01, round_end - time.monotonic()))
-        while progress.received < want_snapshots or len(progress.letters) < want_letters:
-            await read(0.2)
-        grace = time.monotonic() + 20  # summaries still being written
-        while progress.answered < progress.asked and time.monotonic() < grace:
-            await read(0.2)
-        settle = time.monotonic() + 2  # the worker applying the last answers
-        while time.monotonic() < settle:
-            await read(0.2)
-    finally:
-        if live:
-            print("\r" + progress.line())
-        await producer.stop()
-        await consumer.stop()
-    return progress
+        await client.start_session(
+            agent.session_id,
+            model=MODEL,
+            context_limit=agent.limit,
+            system_prompt=agent.system_prompt,
+            task=agent.conversation.task,
+        )
+    except SystemPromptTooLargeError as error:
+        agent.rejected = str(error)
+        return
+    changes = {c.message_id: c.task for c in agent.conversation.task_changes}
+    unmanaged = Unmanaged(agent)
+    for message in agent.turns:
+        if message.id in changes:
+            await client.update_task(agent.session_id, changes[message.id])
+        if message.role == "assistant":
+            context = await client.context(agent.session_id, timeout=15)
+            agent.calls += 1
+            agent.fallbacks += context.fallback
+            agent.peak = max(agent.peak, context.snapshot.utilization)
+            agent.managed_overflows += context.tokens > agent.limit
+            agent.unmanaged_overflows += unmanaged.overflows()
+            await asyncio.sleep(rng.uniform(0.1, 0.4))  # the LLM call
+        await client.publish_turn(agent.session_id, message)
+        unmanaged.add(message)
+        agent.published += 1
+    context = await client.context(agent.session_id, timeout=15)
+    agent.final = context.snapshot.utilization
 
 
-def run_stream_demo(sessions: int = 12, turns: int = 40, seed: int = 7) -> int:
+class Unmanaged:
+    """The same session without budget management: the whole history goes to every call."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.manager = BudgetManager(MODEL, agent.limit)
+        self.limit = agent.limit
+        system = Message(id="system", role="system", content=agent.system_prompt)
+        self.total = self.manager.count(system) + self.manager.counter.chat_format.reply_priming
+
+    def add(self, message: Message) -> None:
+        """Count a published message into the full history."""
+        self.total += self.manager.count(message.uncounted())
+
+    def overflows(self) -> bool:
+        """Whether a call with the full history would exceed the context limit."""
+        return self.total > self.limit
+
+
+class Live:
+    """Progress while the fleet runs: a block redrawn in a terminal, a line every 5 s if not."""
+
+    def __init__(self, client: BudgetClient, agents: list[Agent], tally: Counter[str]) -> None:
+        self.client, self.agents, self.tally = client, agents, tally
+        self.tty = sys.stdout.isatty()
+        self.drawn = 0
+
+    def frame(self) -> list[str]:
+        """The progress lines: fleet counts, then one line per session."""
+        published = sum(a.published for a in self.agents)
+        total = sum(len(a.turns) for a in self.agents if a.rejected is None)
+        lines = [
+            f"  {published:>5}/{total} turns · {sum(a.calls for a in self.agents):>4} LLM calls · "
+            f"{sum(self.tally.values()):>4} commands · summaries "
+            f"{self.tally['summarize applied']}/{self.tally['summarize asked']}"
+        ]
+        for agent in self.agents:
+            mirror = self.client.sessions.get(agent.session_id)
+            if agent.rejected is not None:
+                lines.append(f"  {agent.session_id:<22} rejected at session start")
+                continue
+            if mirror is None or mirror.worker is None:
+                continue
+            snap = mirror.worker.snapshot
+            lines.append(
+                f"  {agent.session_id:<22}{bar(snap.utilization, 20)} {snap.utilization:>4.0%}"
+                f"  {snap.level.value:<8} {agent.published:>3}/{len(agent.turns)}"
+            )
+        return lines
+
+    def draw(self) -> None:
+        """Redraw the block (terminal) or print the first line."""
+        lines = self.frame()
+        if not self.tty:
+            print(lines[0], flush=True)
+            return
+        up = f"\x1b[{self.drawn}F" if self.drawn else ""
+        print(up + "\n".join(line + "\x1b[K" for line in lines), flush=True)
+        self.drawn = len(lines)
+
+    async def run(self) -> None:
+        """Redraw until cancelled."""
+        while True:
+            self.draw()
+            await asyncio.sleep(0.5 if self.tty else 5.0)
+
+
+async def drive_fleet(
+    bootstrap: str, topics: TopicNames, agents: list[Agent], seed: int
+) -> Counter[str]:
+    """Run every agent at once on one client; the commands they applied, by kind and rule."""
+    tally: Counter[str] = Counter()
+    async with BudgetClient(bootstrap, topic_prefix=topics.prefix, partitions=PARTITIONS) as client:
+        by_id = {a.session_id: a for a in agents}
+
+        async def watch() -> None:
+            async for command in client.commands():
+                action = command.action
+                label = f"{action.kind.value} {action.rule.value}"
+                if action.kind is ActionKind.SUMMARIZE:
+                    state = "asked" if action.replacement is None else "applied"
+                    tally[f"summarize {state}"] += 1
+                    label += f" ({state})"
+                tally[label] += 1
+                by_id[command.session_id].actions[action.kind.value] += 1
+
+        live = Live(client, agents, tally)
+        tasks = [asyncio.create_task(watch()), asyncio.create_task(live.run())]
+        try:
+            await asyncio.gather(*(run_agent(client, a, seed) for a in agents))
+            grace = time.monotonic() + 10  # summaries still being written and applied
+            while (
+                tally["summarize applied"] < tally["summarize asked"] and time.monotonic() < grace
+            ):
+                await asyncio.sleep(0.2)
+        finally:
+            for task in tasks:
+                task.cancel()
+            live.draw()
+    return tally
+
+
+def run_stream_demo(sessions: int = 20, turns: int = 60, seed: int = 7) -> int:
     """Run the streaming demo; returns the exit code."""
     workdir = Path(tempfile.mkdtemp(prefix="tokenbudget-demo-"))
-    generated = fleet(sessions, turns, seed)
-    rejected = list(generated)[-1]  # an agent stops after REJECTED; its next two turns still go
-    generated[f"{rejected}-rejected"] = generated.pop(rejected)[:3]
+    agents = build_fleet(sessions, turns, seed)
     topics = TopicNames("demo.")
     print(
         f"Starting the embedded broker, a budget worker and the summarizer (logs in {workdir}) …",
@@ -208,85 +224,100 @@ def run_stream_demo(sessions: int = 12, turns: int = 40, seed: int = 7) -> int:
     )
     started = time.monotonic()
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-        worker = subprocess.Popen(
-            command_line(
-                broker.bootstrap,
-                topic_prefix=topics.prefix,
-                app_id="demo-worker",
-                data_dir=str(workdir / "worker-data"),
-                web_port=free_port(),
-                loglevel="warn",
+        processes = [
+            spawn(
+                command_line(
+                    broker.bootstrap,
+                    topic_prefix=topics.prefix,
+                    app_id="demo-worker",
+                    data_dir=str(workdir / "worker-data"),
+                    web_port=free_port(),
+                    partitions=PARTITIONS,
+                    loglevel="warn",
+                ),
+                workdir / "worker.log",
             ),
-            stdout=(workdir / "worker.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        summarizer = subprocess.Popen(
-            summarizer_command_line(
-                broker.bootstrap,
-                topic_prefix=topics.prefix,
-                group="demo-summarizer",
-                loglevel="warn",
+            spawn(
+                summarizer_command_line(
+                    broker.bootstrap,
+                    topic_prefix=topics.prefix,
+                    group="demo-summarizer",
+                    partitions=PARTITIONS,
+                    loglevel="warn",
+                ),
+                workdir / "summarizer.log",
+                background=True,
             ),
-            stdout=(workdir / "summarizer.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        ]
         try:
-            total = sum(len(e) for e in generated.values())
             print(
-                f"Publishing {len(generated)} agent sessions, {total} events, on "
+                f"Running {len(agents)} agents × {turns} turns on the client SDK against "
                 f"{broker.bootstrap} …",
                 flush=True,
             )
-            progress = asyncio.run(follow(broker.bootstrap, topics, generated, timeout=600))
+            tally = asyncio.run(drive_fleet(broker.bootstrap, topics, agents, seed))
         finally:
-            for process in (summarizer, worker):
+            for process in processes:
                 process.terminate()
-            for process in (summarizer, worker):
+            for process in processes:
                 try:
                     process.wait(30)
                 except subprocess.TimeoutExpired:
                     process.kill()
-    return report(generated, progress, time.monotonic() - started)
+    return report(agents, tally, time.monotonic() - started)
 
 
-def report(generated: dict[str, list[TurnEvent]], progress: Progress, elapsed: float) -> int:
+def spawn(argv: list[str], log: Path, background: bool = False) -> subprocess.Popen[bytes]:
+    """A child process of the demo, its output in `log`.
+
+    A `background` process (the summarizer) gets one torch thread and a lower CPU priority:
+    the worker is on every agent's hot path, a summary may take a few seconds more.
+    """
+    env = dict(os.environ)
+    if background:
+        env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
+    if background:
+        os.setpriority(os.PRIO_PROCESS, process.pid, 10)
+    return process
+
+
+def report(agents: list[Agent], tally: Counter[str], elapsed: float) -> int:
     """Print the per-session and fleet report; non-zero if a managed context ever overflowed."""
-    snapshots, rules, letters = progress.snapshots, progress.rules, progress.letters
     print(
-        f"\n{'session':<26}{'limit':>7}{'peak':>7}{'final':>7}  {'level':<9}"
-        f"{'overflows without budget':>25}"
+        f"\n{'session':<24}{'limit':>7}{'calls':>6}{'peak':>6}{'final':>6}"
+        f"{'drop':>6}{'trunc':>6}{'summ':>6}{'local':>6}{'overflows unmanaged':>21}"
     )
-    managed_overflows = 0
-    unmanaged = 0
-    for sid, events in generated.items():
-        start = events[0].session_start
-        assert start is not None
-        if sid not in snapshots:
-            print(f"{sid:<26}{start.context_limit:>7,}   rejected at session start")
+    for a in agents:
+        if a.rejected is not None:
+            print(f"{a.session_id:<24}{a.limit:>7,}  rejected at session start")
             continue
-        series = [s.snapshot for s in snapshots[sid]]
-        peak = max(s.utilization for s in series)
-        managed_overflows += sum(s.used > s.context_limit for s in series)
-        lost = unmanaged_overflows(events)
-        unmanaged += lost
         print(
-            f"{sid:<26}{start.context_limit:>7,}{peak:>7.0%}{series[-1].utilization:>7.0%}  "
-            f"{series[-1].level.value:<9}{lost:>25}"
+            f"{a.session_id:<24}{a.limit:>7,}{a.calls:>6}{a.peak:>6.0%}{a.final:>6.0%}"
+            f"{a.actions['DROP']:>6}{a.actions['TRUNCATE']:>6}{a.actions['SUMMARIZE']:>6}"
+            f"{a.fallbacks:>6}{a.unmanaged_overflows:>21}"
         )
-    print("\nCommands sent to agents, by kind and rule:")
-    for rule, count in rules.most_common():
-        print(f"  {rule:<40}{count:>5}")
+    print("\nCommands applied by the agents, by kind and rule:")
+    for label, count in tally.most_common():
+        if not label.startswith("summarize "):
+            print(f"  {label:<44}{count:>5}")
     print(
-        f"\nSummaries: {progress.asked} asked for, {progress.answered} written, "
-        f"{progress.applied} applied (an answer whose segment was pruned meanwhile is not)"
+        f"\nSummaries: {tally['summarize asked']} asked for, {tally['summarize applied']} "
+        "applied (an answer whose segment was pruned meanwhile is not)."
     )
-    print(f"\nDead letters: {len(letters)}")
-    for letter in letters[:5]:
-        print(f"  {letter.source_topic}/{letter.partition}/{letter.offset}: {letter.reason}")
+    rejected = [a for a in agents if a.rejected is not None]
+    print(f"Rejections: {len(rejected)}")
+    for a in rejected:
+        print(f"  {a.session_id}: {a.rejected}")
+    managed = sum(a.managed_overflows for a in agents)
+    unmanaged = sum(a.unmanaged_overflows for a in agents)
+    calls = sum(a.calls for a in agents)
+    local = sum(a.fallbacks for a in agents)
     print(
-        f"\nWithout budget management {unmanaged} LLM calls would have exceeded their context "
-        f"limit; with it, {managed_overflows} did. Done in {elapsed:.0f} s."
+        f"\nOf {calls} LLM calls, {unmanaged} would have exceeded their context limit without "
+        f"budget management; with it, {managed} did ({local} contexts came from the local "
+        f"fallback). Done in {elapsed:.0f} s."
     )
-    return 1 if managed_overflows else 0
+    return 1 if managed else 0

@@ -48,6 +48,21 @@ class BrokerUnavailableError(TokenBudgetError):
     """The embedded broker cannot run: binary missing or not executable, or it never got ready."""
 
 
+class SecuritySettingsError(TokenBudgetError, ValueError):
+    """TLS/SASL settings that cannot work: a SASL protocol without a user, a missing file."""
+
+
+class BrokerAuthenticationError(TokenBudgetError):
+    """The broker refused the connection's TLS or SASL: wrong credentials, an untrusted CA.
+
+    Not retriable: the same settings will be refused again.
+    """
+
+    def __init__(self, reason: str, *, address: str) -> None:
+        self.address = address
+        super().__init__(reason)
+
+
 class DecodeError(TokenBudgetError, ValueError):
     """Bytes that cannot become a valid record; the record goes to the dead-letter topic.
 

@@ -35,6 +35,47 @@ class Settings(BaseSettings):
         default="127.0.0.1:9092",
         description="TOKENBUDGET_BOOTSTRAP: Kafka bootstrap servers, host:port[,host:port].",
     )
+    # Kafka connection security (TLS, SASL), checked and used by streams/security.py.
+    security_protocol: str = Field(
+        default="PLAINTEXT",
+        description="TOKENBUDGET_SECURITY_PROTOCOL: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or "
+        "SASL_SSL (SASL over TLS), for every Kafka connection.",
+    )
+    sasl_mechanism: str = Field(
+        default="PLAIN",
+        description="TOKENBUDGET_SASL_MECHANISM: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    )
+    sasl_username: str | None = Field(
+        default=None, description="TOKENBUDGET_SASL_USERNAME: the SASL user name."
+    )
+    sasl_password: SecretStr | None = Field(
+        default=None,
+        description="TOKENBUDGET_SASL_PASSWORD: the SASL password; never logged.",
+    )
+    sasl_password_file: Path | None = Field(
+        default=None,
+        description="TOKENBUDGET_SASL_PASSWORD_FILE: file holding the SASL password (a Docker "
+        "or Kubernetes secret), read at start; one trailing newline is ignored.",
+    )
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="TOKENBUDGET_SSL_CAFILE: CA certificates (PEM) that signed the broker's "
+        "certificate; the system's CAs when unset.",
+    )
+    ssl_certfile: Path | None = Field(
+        default=None,
+        description="TOKENBUDGET_SSL_CERTFILE: client certificate (PEM), for brokers that "
+        "require mutual TLS.",
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None,
+        description="TOKENBUDGET_SSL_KEYFILE: private key (PEM) of the client certificate.",
+    )
+    ssl_check_hostname: bool = Field(
+        default=True,
+        description="TOKENBUDGET_SSL_CHECK_HOSTNAME: check that the broker's certificate names "
+        "the host connected to (the chain is verified either way).",
+    )
     topic_prefix: str = Field(
         default="", description="TOKENBUDGET_TOPIC_PREFIX: prefix of every topic name."
     )
@@ -50,6 +91,18 @@ class Settings(BaseSettings):
         description="TOKENBUDGET_DATA_DIR: the worker's Faust data directory.",
     )
     web_port: int = Field(default=6066, description="TOKENBUDGET_WEB_PORT: the worker's HTTP port.")
+    metrics_host: str = Field(
+        default="0.0.0.0",
+        description="TOKENBUDGET_METRICS_HOST: address the worker's and the summarizer's "
+        "Prometheus /metrics endpoints listen on.",
+    )
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="TOKENBUDGET_METRICS_PORT: the worker's Prometheus /metrics port; 0 turns "
+        "it off.",
+    )
     store: str = Field(
         default="memory://",
         description="TOKENBUDGET_STORE: table store, memory:// or rocksdb:// (production).",
@@ -81,6 +134,33 @@ class Settings(BaseSettings):
         default="cascade",
         description="TOKENBUDGET_DEFAULT_STRATEGY: strategy of sessions that name none.",
     )
+    # Limits on hostile or broken input (streams/processors/limits.py, README "Limits").
+    max_event_bytes: int = Field(
+        default=524_288,
+        ge=1024,
+        description="TOKENBUDGET_MAX_EVENT_BYTES: largest event (key + value bytes) the worker "
+        "decodes; a bigger one is a dead letter (event too large).",
+    )
+    max_message_tokens: int = Field(
+        default=32_000,
+        ge=64,
+        description="TOKENBUDGET_MAX_MESSAGE_TOKENS: largest message in tokens; a bigger one is "
+        "cut to fit and marked truncated (TRUNCATE, rule oversized_message), a bigger system "
+        "prompt rejected.",
+    )
+    max_session_messages: int = Field(
+        default=10_000,
+        ge=2,
+        description="TOKENBUDGET_MAX_SESSION_MESSAGES: most messages one session keeps; beyond "
+        "it the oldest unprotected ones are dropped (DROP, rule message_limit).",
+    )
+    session_idle_timeout: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="TOKENBUDGET_SESSION_IDLE_TIMEOUT: seconds without an event after which a "
+        "session is evicted from memory and its table rows deleted (REJECTED, rule "
+        "idle_timeout); 0 keeps sessions forever.",
+    )
 
     summarizer_backend: str = Field(
         default="extractive",
@@ -95,6 +175,13 @@ class Settings(BaseSettings):
         default=4,
         ge=1,
         description="TOKENBUDGET_SUMMARIZER_CONCURRENCY: summaries computed at once.",
+    )
+    summarizer_metrics_port: int = Field(
+        default=9465,
+        ge=0,
+        le=65535,
+        description="TOKENBUDGET_SUMMARIZER_METRICS_PORT: the summarizer's Prometheus /metrics "
+        "port; 0 turns it off.",
     )
     openai_base_url: str = Field(
         default="https://api.openai.com/v1",

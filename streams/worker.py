@@ -21,15 +21,37 @@ LOG_LEVELS = {
 def run_worker(settings: Settings, loglevel: str = "info") -> int:
     """Create the topics the worker needs, then run it until SIGTERM / Ctrl-C."""
     from faust import Worker
+    from prometheus_client import CollectorRegistry
 
     from streams.app import build_app
-    from streams.broker import create_topics
+    from streams.availability import install_outage_log, wait_for_topics
+    from streams.metrics import WorkerMetrics, serve_metrics
+    from streams.security import KafkaSecurity
 
+    security = KafkaSecurity.from_settings(settings)  # bad TLS/SASL settings fail here
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    create_topics(settings.bootstrap, TopicNames(settings.topic_prefix).all(), settings.partitions)
-    app = build_app(settings)
+    # A broker not up yet is waited for (one log line per state change); a broker refusing the
+    # TLS/SASL settings fails here, clearly. SIGTERM or Ctrl-C meanwhile: nothing to clean up.
+    if not wait_for_topics(
+        settings.bootstrap,
+        TopicNames(settings.topic_prefix).all(),
+        settings.partitions,
+        options=security.aiokafka_kwargs(),
+    ):
+        return 0
+    install_outage_log(settings.bootstrap)  # a broker outage: two log lines, not thousands
+    metrics = WorkerMetrics(CollectorRegistry())
+    port = serve_metrics(metrics.registry, settings.metrics_host, settings.metrics_port, "worker")
+    app = build_app(settings, metrics=metrics)
+
+    @app.task
+    async def announce_metrics() -> None:
+        """Say where /metrics is, once Faust's logging is set up."""
+        where = f"http://{settings.metrics_host}:{port}/metrics" if port else "off (port 0)"
+        logging.getLogger("tokenbudget.worker").info("worker metrics: %s", where)
+
     level = LOG_LEVELS[loglevel]
     logging.getLogger("tokenbudget").setLevel(level)
     worker = Worker(app, loglevel=loglevel, quiet=True)
@@ -53,8 +75,13 @@ def command_line(
     store: str = "memory://",
     embedded_broker: bool = True,
     loglevel: str = "info",
+    metrics_port: int | None = 0,
 ) -> list[str]:
-    """The argv that runs a worker as its own process (demo, benchmarks, tests)."""
+    """The argv that runs a worker as its own process (demo, benchmarks, tests).
+
+    `metrics_port` is off (0) by default here, since such launchers start several processes on
+    one machine; None leaves it to `TOKENBUDGET_METRICS_PORT` (default 9464).
+    """
     argv = [
         sys.executable,
         "-m",
@@ -77,6 +104,8 @@ def command_line(
         "--loglevel",
         loglevel,
     ]
+    if metrics_port is not None:
+        argv += ["--metrics-port", str(metrics_port)]
     if embedded_broker:
         argv.append("--embedded-broker")
     if not scoring:

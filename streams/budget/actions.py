@@ -19,7 +19,7 @@ class ActionKind(StrEnum):
 
 
 class Rule(StrEnum):
-    """Which rule of the cascade fired."""
+    """Which rule of the cascade fired (the last three: the worker's limits, not the cascade)."""
 
     DUPLICATE_TOOL_RESULT = "duplicate_tool_result"
     NEAR_DUPLICATE_TOOL_RESULT = "near_duplicate_tool_result"
@@ -29,6 +29,9 @@ class Rule(StrEnum):
     SUMMARIZATION = "summarization"
     DEGRADATION = "degradation"
     SYSTEM_PROMPT_TOO_LARGE = "system_prompt_too_large"
+    OVERSIZED_MESSAGE = "oversized_message"
+    MESSAGE_LIMIT = "message_limit"
+    IDLE_TIMEOUT = "idle_timeout"
 
 
 @dataclass(frozen=True, slots=True)

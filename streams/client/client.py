@@ -51,8 +51,10 @@ class UnknownSessionError(TokenBudgetError, KeyError):
 class BudgetClient:
     """Publishes an agent fleet's turns and keeps each session's history context-safe.
 
-    `kafka_options` go to every aiokafka client as they are (security settings such as
-    `security_protocol`, `sasl_mechanism`, `sasl_plain_username`, `ssl_context`).
+    `kafka_options` go to every aiokafka client as they are: the security settings
+    (`security_protocol`, `sasl_mechanism`, `sasl_plain_username`, `ssl_context`, …), e.g.
+    `BudgetClient(bootstrap, **streams.security.client_options())` to take them from the
+    `TOKENBUDGET_*` environment like the worker does.
     """
 
     def __init__(
@@ -89,7 +91,9 @@ class BudgetClient:
         """Connect: the producer, and a reader positioned at the end of the output topics."""
         from streams.broker import create_topics_async
 
-        await create_topics_async(self.bootstrap_servers, self.topics.all(), self.partitions)
+        await create_topics_async(
+            self.bootstrap_servers, self.topics.all(), self.partitions, options=self.kafka_options
+        )
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap_servers, acks="all", **self.kafka_options
         )

@@ -66,6 +66,8 @@ class AvroCodec:
 
     def decode(self, data: bytes, record: str) -> Record:
         """The record in `data`, resolved from its writer schema to the current `record` schema."""
+        if not isinstance(data, bytes | bytearray | memoryview):  # a tombstone: no value at all
+            raise DecodeError(f"no bytes ({type(data).__name__})", kind="bad_header", record=record)
         try:
             key = read_fingerprint(data)
             reader = self._readers.get((key, record)) or self._reader(key, record)
@@ -76,8 +78,9 @@ class AvroCodec:
         try:
             datum = reader.read(BinaryDecoder(body))
         except (AvroException, UnicodeDecodeError, struct.error, ValueError) as error:
+            said = str(error).partition("\n")[0]  # avro appends both schemas on further lines
             raise DecodeError(
-                f"corrupt or truncated body ({type(error).__name__}: {error})",
+                f"corrupt or truncated body ({type(error).__name__}: {said})",
                 kind="bad_body",
                 record=record,
             ) from error

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 Record = dict[str, Any]
+MAX_REASON_CHARS = 2000
+"""A reason quotes what was wrong (an id, a value); a hostile record can make that long, and the
+dead letter must stay about as small as the record it holds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +40,12 @@ class DeadLetter:
         source_timestamp: float | None = None,
     ) -> DeadLetter:
         """The dead letter for a record `error` rejected; its id is the record's coordinates."""
+        reason = str(error) or type(error).__name__
+        if len(reason) > MAX_REASON_CHARS:
+            reason = f"{reason[: MAX_REASON_CHARS - 30]}… ({len(reason)} characters)"
         return cls(
             event_id=f"{topic}/{partition}/{offset}",
-            reason=str(error) or type(error).__name__,
+            reason=reason,
             error_class=type(error).__name__,
             source_topic=topic,
             partition=partition,

@@ -17,6 +17,7 @@ from streams.budget.manager import BudgetManager
 from streams.budget.model import Message
 from streams.budget.planner import STRATEGIES
 from streams.budget.policy import Policy
+from streams.codecs.identifiers import check_identifier, check_message_identifiers
 from streams.codecs.messages import message_from_record, message_to_record
 from streams.errors import InvalidMessageError, UnknownStrategyError
 
@@ -138,6 +139,13 @@ def turn_event_to_record(event: TurnEvent) -> Record:
 def turn_event_from_record(record: Record) -> TurnEvent:
     """A validated turn event (`InvalidMessageError`, `PolicyError` when it is not)."""
     start, message, usage = record["session_start"], record["message"], record.get("usage")
+    check_identifier(record["event_id"], "event_id", key=True)
+    check_identifier(record["session_id"], "session_id", key=True)
+    if message is not None:
+        check_message_identifiers(message)
+    if start is not None:
+        check_identifier(start["model"], "model")
+        check_identifier(start["tokenizer"], "tokenizer")
     return TurnEvent(
         event_id=record["event_id"],
         session_id=record["session_id"],

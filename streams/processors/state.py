@@ -6,7 +6,8 @@ three kinds of rows per session, all keyed `"<session_id>\\x1f…"`:
 - `…!start`: the session start (model, limit, policy, prompt, tools), written once;
 - `…m:<message_id>`: one counted message and its position, written once when the message
   enters, deleted when it is dropped;
-- `…!cursor`: last processed seq, current task, next position: a few bytes, written last;
+- `…!cursor`: last processed seq, current task, next position, when the session was last
+  active (for idle eviction): a few bytes, written last;
 - `…!summary`: the outstanding SUMMARIZE request (command id and segment ids), or the seq
   before which no new one is asked for after a failure; written when that changes, not per turn.
 
@@ -18,6 +19,9 @@ means one changelog partition per session, written in order: whenever a cursor i
 changelog, so is every row written before it, so a worker killed between two writes never comes
 back with a cursor that claims a message it lost. Live `Session` objects are a cache over the
 table, rebuilt after a restart or rebalance by one scan.
+
+`live` is kept in order of last activity (a session moves to the end when touched), so finding
+the sessions idle for too long walks only those, oldest first.
 """
 
 from __future__ import annotations
@@ -31,11 +35,15 @@ from streams.budget import BudgetManager, Message, Scorer, Session
 from streams.budget.calibration import Calibration
 from streams.codecs.messages import message_from_record, message_to_record
 from streams.codecs.turns import SessionStart, session_start_from_record, session_start_to_record
+from streams.processors.limits import MAX_TASK_CHARS
 
 SEP = "\x1f"
 START, CURSOR, MESSAGE, SUMMARY = "!start", "!cursor", "m:", "!summary"
 MODELS, CALIBRATION = "~models", "!calibration:"
 Table = MutableMapping[str, Any]
+UNSEEN = -1.0
+"""`last_seen` of a session rebuilt from a cursor that predates activity times: its idle clock
+starts again at the next sweep instead of counting from 1970."""
 
 
 def key(session_id: str, kind: str, message_id: str = "") -> str:
@@ -66,6 +74,7 @@ class Live:
     next_pos: int
     positions: dict[str, int]
     pending: PendingSummary | None = None
+    last_seen: float = 0.0
 
     @property
     def count_factor(self) -> float:
@@ -81,6 +90,8 @@ class SessionStore:
         self.scorer = scorer
         self.live: dict[str, Live] = {}
         self.calibration = Calibration()
+        self.complete = False
+        """Whether `live` holds every session of the table (after a `rebuild`)."""
         self._managers: dict[str, BudgetManager] = {}
 
     # -- sessions --------------------------------------------------------------------------
@@ -96,11 +107,15 @@ class SessionStore:
             self._managers[signature] = manager
         return manager
 
-    def begin(self, session_id: str, start: SessionStart, seq: int, system: Message) -> Live:
+    def begin(
+        self, session_id: str, start: SessionStart, seq: int, system: Message, now: float = 0.0
+    ) -> Live:
         """Record a new session with its system prompt as the first message; an estimated
         model counts with the correction factor learnt for it so far."""
         manager = self.manager(start, self.calibration.factor(start.model))
-        live = Live(start, Session(manager, start.task or ""), seq, 0, {})
+        task = (start.task or "")[:MAX_TASK_CHARS]
+        live = Live(start, Session(manager, task), seq, 0, {}, last_seen=now)
+        self.live.pop(session_id, None)
         self.live[session_id] = live
         record = session_start_to_record(start) | {"count_factor": manager.count_factor}
         self.table[key(session_id, START)] = record
@@ -147,8 +162,10 @@ class SessionStore:
             start = session_start_from_record(record)
             cursor = cursors.get(session_id, {})
             manager = self.manager(start, record.get("count_factor", 1.0))
-            session = Session(manager, cursor.get("task", start.task or ""))
+            task = cursor.get("task", start.task or "")[:MAX_TASK_CHARS]
+            session = Session(manager, task)
             live = Live(start, session, cursor.get("seq", -1), cursor.get("next", 0), {})
+            live.last_seen = cursor.get("at", UNSEEN)
             if session_id in pending:
                 row = pending[session_id]
                 live.pending = PendingSummary(row["cmd"], tuple(row["ids"]), row["retry"])
@@ -156,10 +173,28 @@ class SessionStore:
                 live.session.add(message)
                 live.positions[message.id] = pos
             self.live[session_id] = live
+        if starts:  # back in order of last activity
+            self.live = dict(sorted(self.live.items(), key=lambda item: item[1].last_seen))
+        self.complete = True
 
     def forget(self) -> None:
         """Drop the in-memory cache (after a rebalance); the table stays the truth."""
         self.live.clear()
+        self.complete = False
+
+    def touch(self, session_id: str, live: Live, now: float) -> None:
+        """Mark a session active at `now`: O(1), it moves to the end of the activity order."""
+        live.last_seen = now
+        self.live[session_id] = self.live.pop(session_id, live)
+
+    def idle(self, before: float) -> list[str]:
+        """Sessions last active before `before`, oldest first (walks only those)."""
+        found = []
+        for session_id, live in self.live.items():
+            if live.last_seen >= before:
+                break
+            found.append(session_id)
+        return found
 
     def end(self, session_id: str) -> None:
         """Delete a session's rows (cursor first, so a crash midway leaves no live cursor)."""
@@ -181,6 +216,14 @@ class SessionStore:
         live.next_pos += 1
         self._write(session_id, message, live.positions[message.id])
         return True
+
+    def remove(self, session_id: str, live: Live, message_ids: list[str]) -> list[str]:
+        """Remove messages from the session and their rows from the table: O(removed)."""
+        removed = live.session.remove(message_ids)
+        for message_id in removed:
+            self.table.pop(key(session_id, MESSAGE, message_id), None)
+            live.positions.pop(message_id, None)
+        return removed
 
     def _write(self, session_id: str, message: Message, pos: int) -> None:
         self.table[key(session_id, MESSAGE, message.id)] = {
@@ -224,6 +267,7 @@ class SessionStore:
             "seq": live.seq,
             "task": live.session.task,
             "next": live.next_pos,
+            "at": live.last_seen,
         }
 
     def set_pending(self, session_id: str, live: Live, pending: PendingSummary | None) -> None:

@@ -29,13 +29,9 @@ from streams.codecs import (
     TurnEvent,
     TurnEventType,
 )
-from streams.errors import (
-    InvalidMessageError,
-    RejectedEventError,
-    SystemPromptTooLargeError,
-    TokenBudgetError,
-)
-from streams.processors.state import Live, PendingSummary, SessionStore
+from streams.errors import RejectedEventError, SystemPromptTooLargeError, TokenBudgetError
+from streams.processors.limits import MAX_TASK_CHARS, Limits, admit, trim
+from streams.processors.state import UNSEEN, Live, PendingSummary, SessionStore
 
 Clock = Callable[[], float]
 RETRY_SUMMARY_AFTER = 20
@@ -59,20 +55,30 @@ class TurnProcessor:
     """Applies turn events to session state."""
 
     def __init__(
-        self, store: SessionStore, default_strategy: str = "cascade", clock: Clock = time.time
+        self,
+        store: SessionStore,
+        default_strategy: str = "cascade",
+        clock: Clock = time.time,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.default_strategy = default_strategy
         self.clock = clock
+        self.limits = limits or Limits()
 
     def handle(self, event: TurnEvent, out: Outputs) -> None:
-        """Process one event; bad events land in `out.rejected`, never raise."""
+        """Process one event; bad events land in `out.rejected`, never raise.
+
+        Every refusal is checked before the session changes, so a rejected event leaves it as
+        it was (an impossible policy, tool schemas over their share, a message that cannot be
+        cut: all of them `TokenBudgetError`s).
+        """
         try:
             if event.type is TurnEventType.SESSION_START:
                 self._start(event, out)
             else:
                 self._continue(event, out)
-        except (InvalidMessageError, RejectedEventError) as error:
+        except TokenBudgetError as error:
             out.rejected.append((event, error))
 
     def _start(self, event: TurnEvent, out: Outputs) -> None:
@@ -85,23 +91,34 @@ class TurnProcessor:
                 out.duplicates += 1
                 return
             raise RejectedEventError(f"session {sid!r} was already started")
-        manager = self.store.manager(start)
         system = Message(id=f"{sid}/system", role="system", content=start.system_prompt)
         try:
-            manager.check_system_prompt(system)
+            tokens = self.store.manager(start).check_system_prompt(system)  # tools checked too
         except SystemPromptTooLargeError as error:
-            action = Action(
-                ActionKind.REJECTED,
-                Rule.SYSTEM_PROMPT_TOO_LARGE,
-                (system.id,),
-                error.used,
-                error.used,
-                str(error),
-            )
-            out.commands += BudgetCommand.plan(sid, event.seq, [action], self.clock(), start.model)
+            self._refuse(event, error.used, str(error), out)
             raise RejectedEventError(str(error)) from error
-        live = self.store.begin(sid, start, event.seq, system)
+        if tokens > self.limits.max_message_tokens:  # it cannot be cut: it is fixed
+            reason = (
+                f"system prompt takes {tokens} tokens, over the largest message allowed "
+                f"({self.limits.max_message_tokens} tokens, TOKENBUDGET_MAX_MESSAGE_TOKENS)"
+            )
+            self._refuse(event, tokens, reason, out)
+            raise RejectedEventError(reason)
+        live = self.store.begin(sid, start, event.seq, system, self.clock())
         self._snapshot(sid, event.seq, live, out)
+
+    def _refuse(self, event: TurnEvent, tokens: int, reason: str, out: Outputs) -> None:
+        """The REJECTED command that tells the agent why its session cannot start."""
+        sid, model = event.session_id, event.session_start.model if event.session_start else None
+        action = Action(
+            ActionKind.REJECTED,
+            Rule.SYSTEM_PROMPT_TOO_LARGE,
+            (f"{sid}/system",),
+            tokens,
+            tokens,
+            reason,
+        )
+        out.commands += BudgetCommand.plan(sid, event.seq, [action], self.clock(), model)
 
     def _continue(self, event: TurnEvent, out: Outputs) -> None:
         sid = event.session_id
@@ -113,7 +130,12 @@ class TurnProcessor:
         if event.seq <= live.seq:
             out.duplicates += 1
             return
+        message, first = None, []
+        if event.type is TurnEventType.TURN:
+            assert event.message is not None
+            message, first = admit(live, event.message, self.limits)  # may refuse: no change yet
         previous, live.seq = live.seq, event.seq
+        self.store.touch(sid, live, self.clock())
         emitted = len(out.commands)
         if event.type is TurnEventType.SESSION_END:
             self.store.end(sid)
@@ -121,13 +143,13 @@ class TurnProcessor:
         if event.type is TurnEventType.USAGE:
             self._usage(live, event, previous, out)
         elif event.type is TurnEventType.TASK_UPDATE:
-            live.session.task = event.task or ""
-        elif event.type is TurnEventType.TURN:
-            assert event.message is not None
+            live.session.task = (event.task or "")[:MAX_TASK_CHARS]
+        elif message is not None:
             # A message already present past the cursor is a turn cut short by a crash (its row
             # reached the changelog, the rest of the turn did not): finish it, cascade included.
-            self.store.add(sid, live, event.message)
-            self._budget(sid, live, event.seq, out)
+            self.store.add(sid, live, message)
+            first += trim(self.store, sid, live, self.limits)
+            self._budget(sid, live, event.seq, out, first)
         self.store.save_cursor(sid, live)
         self._snapshot(sid, event.seq, live, out, out.commands[emitted:])
 
@@ -154,8 +176,13 @@ class TurnProcessor:
         if sample.estimated:
             self.store.calibrate(sample.model, sample.counted, sample.billed, live.count_factor)
 
-    def _budget(self, sid: str, live: Live, seq: int, out: Outputs) -> None:
-        """Prune when over budget; ask for a summary when one is due and none is outstanding."""
+    def _budget(
+        self, sid: str, live: Live, seq: int, out: Outputs, first: Sequence[Action] = ()
+    ) -> None:
+        """Prune when over budget; ask for a summary when one is due and none is outstanding.
+
+        `first`: what the limits did to this turn already (TRUNCATE, DROP), sent first.
+        """
         session = live.session
         strategy = live.start.strategy or self.default_strategy
         pending = live.pending
@@ -166,14 +193,14 @@ class TurnProcessor:
             or not pending.blocks(seq)
             or (pending.command_id or "").startswith(f"{sid}/{seq}/")
         )
-        actions: list[Action] = []
+        actions: list[Action] = list(first)
         if not session.fits():
             before = dict(session.messages)
-            actions = session.prepare(strategy, plan_summary=may_ask).actions
+            actions += session.prepare(strategy, plan_summary=may_ask).actions
             self.store.sync(sid, live, before)
         elif may_ask and session.summary_due(strategy):
             planned = session.plan_summary()
-            actions = [planned] if planned is not None else []
+            actions += [planned] if planned is not None else []
             if planned is None:  # nothing worth summarizing: do not look again on every turn
                 self.store.set_pending(
                     sid, live, PendingSummary(None, (), seq + RETRY_SUMMARY_AFTER)
@@ -237,6 +264,43 @@ class TurnProcessor:
         )
         out.summaries_applied += 1
         self._snapshot(sid, live.seq, live, out, out.commands[-1:])
+
+    def idle_sessions(self) -> list[str]:
+        """Sessions without an event for longer than the idle timeout, oldest first (none when
+        the timeout is 0). Walks only those; call `evict` on each."""
+        timeout = self.limits.session_idle_timeout
+        return self.store.idle(self.clock() - timeout) if timeout > 0 else []
+
+    def evict(self, session_id: str, out: Outputs) -> bool:
+        """Evict an idle session like a SESSION_END: its memory and its table rows go, and the
+        agent gets a REJECTED command (rule `idle_timeout`) saying why; later events of the
+        session are dead letters ("never started (or ended)"). False when it is not idle (any
+        more): a session rebuilt from rows without an activity time starts its idle clock now.
+        """
+        live = self.store.live.get(session_id)
+        now = self.clock()
+        if live is None:
+            return False
+        if live.last_seen == UNSEEN:
+            self.store.touch(session_id, live, now)
+            return False
+        timeout = self.limits.session_idle_timeout
+        idle = now - live.last_seen
+        if timeout <= 0 or idle < timeout:
+            return False
+        total = live.session.ledger.total
+        reason = (
+            f"no event for {idle:.0f} s, over the idle timeout of {timeout:g} s "
+            "(TOKENBUDGET_SESSION_IDLE_TIMEOUT): the session was evicted and its state deleted; "
+            "start a new session to go on"
+        )
+        action = Action(ActionKind.REJECTED, Rule.IDLE_TIMEOUT, (), total, total, reason)
+        command_id = f"{session_id}/{live.seq}/idle"
+        out.commands.append(
+            BudgetCommand(command_id, session_id, live.seq, action, now, live.start.model)
+        )
+        self.store.end(session_id)
+        return True
 
     @staticmethod
     def _fitted(live: Live, summary: CompressedHistory) -> Message | None:

@@ -29,6 +29,8 @@ from streams.codecs import (
     default_codec,
 )
 from streams.errors import DecodeError, TokenBudgetError
+from streams.metrics import SummarizerMetrics
+from streams.security import KafkaSecurity, client_options
 from streams.settings import Settings
 from streams.summarizer.backend import (
     SummarizerBackend,
@@ -138,27 +140,35 @@ class SummarizerService:
         settings: Settings,
         backend: SummarizerBackend,
         codec: AvroCodec | None = None,
+        metrics: SummarizerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.names = TopicNames(settings.topic_prefix)
         self.summarizer = Summarizer(backend)
         self.codec = codec or default_codec()
         self.answered = 0
+        if metrics is None:  # unexposed, so the loop needs no None checks
+            from prometheus_client import CollectorRegistry
+
+            metrics = SummarizerMetrics(CollectorRegistry(), backend.name)
+        self.metrics = metrics
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume, summarize, produce, commit; until `stop` is set."""
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
         settings = self.settings
+        security = KafkaSecurity.from_settings(settings).aiokafka_kwargs()
         consumer = AIOKafkaConsumer(
             self.names.commands,
             bootstrap_servers=settings.bootstrap,
+            **security,
             group_id=settings.summarizer_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5, **security)
         await _start_with_retries(producer, consumer, settings.bootstrap, stop)
         log.info(
             "summarizer ready: %s as group %s, backend %s",
@@ -192,7 +202,10 @@ class SummarizerService:
 
         async def bounded(request: SummaryRequest) -> CompressedHistory:
             async with limit:
-                return await self.summarizer.answer(request)
+                started = time.perf_counter()
+                answer = await self.summarizer.answer(request)
+                self.metrics.answered(answer, time.perf_counter() - started)
+                return answer
 
         answers = await asyncio.gather(*(bounded(r) for r in requests))
         for answer in answers:  # in command order, so a session's answers stay ordered
@@ -215,6 +228,7 @@ class SummarizerService:
             source_timestamp=record.timestamp / 1000 if record.timestamp else None,
         )
         log.warning("dead letter %s: %s", letter.event_id, letter.reason)
+        self.metrics.dead_letter(error)
         await producer.send_and_wait(
             self.names.dead_letters, key=record.key, value=self.codec.dumps(DEAD_LETTER, letter)
         )
@@ -248,7 +262,8 @@ def run_summarizer(settings: Settings, loglevel: str = "info") -> int:
     """Run the summarizer process until SIGTERM / Ctrl-C."""
     import signal
 
-    from streams.broker import create_topics
+    from streams.availability import install_outage_log, wait_for_topics
+    from streams.metrics import serve_metrics
     from streams.worker import LOG_LEVELS
 
     logging.basicConfig(
@@ -257,15 +272,28 @@ def run_summarizer(settings: Settings, loglevel: str = "info") -> int:
     )
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    create_topics(settings.bootstrap, TopicNames(settings.topic_prefix).all(), settings.partitions)
+    if not wait_for_topics(  # waits for a broker not up yet; SIGTERM meanwhile: exit 0
+        settings.bootstrap,
+        TopicNames(settings.topic_prefix).all(),
+        settings.partitions,
+        options=client_options(settings),  # bad TLS/SASL settings or a refusal fail here
+    ):
+        return 0
+    install_outage_log(settings.bootstrap)  # a broker outage: two log lines, not thousands
     backend = build_backend(settings)
+    from prometheus_client import CollectorRegistry
+
+    metrics = SummarizerMetrics(CollectorRegistry(), backend.name)
+    serve_metrics(
+        metrics.registry, settings.metrics_host, settings.summarizer_metrics_port, "summarizer"
+    )
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await SummarizerService(settings, backend).run(stop)
+        await SummarizerService(settings, backend, metrics=metrics).run(stop)
         log.info("summarizer stopped")
 
     asyncio.run(main())
@@ -280,10 +308,16 @@ def command_line(
     partitions: int = 4,
     backend: str = "extractive",
     loglevel: str = "info",
+    metrics_port: int | None = 0,
 ) -> list[str]:
-    """The argv that runs the summarizer as its own process (demo, tests)."""
+    """The argv that runs the summarizer as its own process (demo, tests).
+
+    `metrics_port` is off (0) by default here, like `streams.worker.command_line`; None leaves
+    it to `TOKENBUDGET_SUMMARIZER_METRICS_PORT` (default 9465).
+    """
     import sys
 
+    metrics = [] if metrics_port is None else ["--metrics-port", str(metrics_port)]
     return [
         sys.executable,
         "-m",
@@ -301,4 +335,5 @@ def command_line(
         backend,
         "--loglevel",
         loglevel,
+        *metrics,
     ]
