@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         "idle_timeout); 0 keeps sessions forever.",
     )
 
+    log_content: bool = Field(
+        default=False,
+        description="TOKENBUDGET_LOG_CONTENT: let message content reach the debug log (Faust "
+        "logs every record it sends); off by default, a warning at start when on.",
+    )
+
     summarizer_backend: str = Field(
         default="extractive",
         description="TOKENBUDGET_SUMMARIZER_BACKEND: extractive (offline, default) or openai "

@@ -59,6 +59,16 @@ def run_worker(settings: Settings, loglevel: str = "info") -> int:
     # INFO keeps its group-membership lines (which partitions this worker holds).
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # Faust logs every record it sends, value included, at debug level: message content, system
+    # prompts and tasks. Kept out of the logs unless content logging is asked for.
+    content = ("faust.topics", "faust.transport.drivers.aiokafka")
+    if settings.log_content:
+        logging.getLogger("tokenbudget.worker").warning(
+            "TOKENBUDGET_LOG_CONTENT is on: message content may appear in this log at debug level"
+        )
+    else:
+        for name in content:
+            logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
     worker.execute_from_commandline()
     return 0
 
