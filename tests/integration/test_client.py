@@ -8,7 +8,7 @@ import asyncio
 from collections import Counter
 
 from streams.budget import ActionKind, Message, to_anthropic, to_openai
-from streams.client import BudgetClient, Context, Mirror
+from streams.client import BudgetClient, Context, Mirror, SyncBudgetClient
 from streams.client.mirror import ledger_matches
 from streams.corpus import generate_fleet
 from streams.topics import TopicNames
@@ -138,3 +138,25 @@ def test_a_dead_worker_means_a_local_fallback_then_a_resync(
             check(await client.context(sid, timeout=90), mirror, limit)
 
     asyncio.run(run())
+
+
+def test_the_sync_client_for_agents_that_are_not_async(broker, faust_worker, unique_name) -> None:
+    prefix = unique_name("sync") + "."
+    topics = TopicNames(prefix)
+    faust_worker(
+        "streams",
+        name="budget",
+        command=worker_command(broker.bootstrap, topics, prefix + "worker", PARTITIONS),
+        ready_timeout=90,
+    )
+    conversation = generate_fleet(1, turns=30, seed=2)[0]
+    sid = prefix + "agent"
+    with SyncBudgetClient(broker.bootstrap, topic_prefix=prefix, partitions=PARTITIONS) as client:
+        client.start_session(sid, model="gpt-4o", context_limit=3_000, task=conversation.task)
+        for message in turns_of(conversation.messages, 30):
+            client.publish_turn(sid, message)
+        context = client.context(sid, timeout=30)
+        assert not context.fallback and context.tokens <= 3_000
+        assert 0 <= client.headroom(sid, "tool_results") <= context.snapshot.effective_limit
+        client.report_usage(sid, prompt_tokens=context.tokens)
+        client.end_session(sid)
