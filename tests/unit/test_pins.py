@@ -15,4 +15,4 @@ def test_every_bounded_dependency_is_explained_in_the_readme() -> None:
     pins = (ROOT / "README.md").read_text().split("## Dependency pins", 1)[1].split("\n## ", 1)[0]
     assert bounded
     for requirement in bounded:
-        assert f"`{requirement}`" in pins, f"README 'Dependency pins' does not explain {requirement}"
+        assert f"`{requirement}`" in pins, f"README 'Dependency pins' lacks {requirement}"
