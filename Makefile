@@ -48,6 +48,7 @@ bench: install ## Run the benchmarks and print their figures
 	$(PY) bench/retention.py
 	$(PY) bench/summarize.py
 	$(PY) bench/memory.py
+	$(PY) bench/soak.py
 
 lint: install ## ruff check and format check
 	$(PY) -m ruff check streams tests bench

@@ -78,6 +78,7 @@ class BudgetClient:
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._subscribers: list[tuple[str | None, asyncio.Queue[BudgetCommand]]] = []
+        self._unsent: dict[str, list[TurnEvent]] = {}  # per session, oldest first
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> BudgetClient:
@@ -167,6 +168,7 @@ class BudgetClient:
             await self._send(event)
         except BaseException:
             del self.sessions[session_id]
+            self._unsent.pop(session_id, None)
             raise
         return mirror
 
@@ -244,10 +246,24 @@ class BudgetClient:
         del self.sessions[session_id]
 
     async def _send(self, event: TurnEvent) -> None:
+        """Send the session's events not sent yet, then this one, in seq order.
+
+        The mirror already holds the event's message and seq, so an event whose send failed
+        (the broker away longer than the producer's request timeout) must still reach the
+        worker: it goes again, first, with the session's next event. The worker ignores a copy
+        of an event that did arrive (same seq).
+        """
         if self._producer is None:
             raise RuntimeError("the client is not started: use `async with BudgetClient(...)`")
-        value = self.codec.dumps(TURN_EVENT, event)
-        await self._producer.send_and_wait(self.topics.turns, value, key=event.session_id.encode())
+        queue = self._unsent.setdefault(event.session_id, [])
+        queue.append(event)
+        while queue:
+            first = queue[0]
+            value, key = self.codec.dumps(TURN_EVENT, first), first.session_id.encode()
+            await self._producer.send_and_wait(self.topics.turns, value, key=key)
+            if queue and queue[0] is first:
+                queue.pop(0)
+        self._unsent.pop(event.session_id, None)
 
     # -- reading -----------------------------------------------------------------------------
     async def context(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> Context:

@@ -17,8 +17,10 @@ of estimated counts (written when a billed-usage report moves one).
 What one turn writes is proportional to that turn, never to the session's length. One table
 means one changelog partition per session, written in order: whenever a cursor is in the
 changelog, so is every row written before it, so a worker killed between two writes never comes
-back with a cursor that claims a message it lost. Live `Session` objects are a cache over the
-table, rebuilt after a restart or rebalance by one scan.
+back with a cursor that claims a message it lost. A turn or summary that sends commands writes
+behind a `…!journal` row, so a worker killed between its writes redoes it identically
+(`streams.processors.journal`). Live `Session` objects are a cache over the table, rebuilt after
+a restart or rebalance by one scan.
 
 `live` is kept in order of last activity (a session moves to the end when touched), so finding
 the sessions idle for too long walks only those, oldest first.
@@ -26,15 +28,25 @@ the sessions idle for too long walks only those, oldest first.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import MutableMapping
+import sys
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from streams.budget import BudgetManager, Message, Scorer, Session
 from streams.budget.calibration import Calibration
+from streams.codecs.commands import BudgetCommand
 from streams.codecs.messages import message_from_record, message_to_record
 from streams.codecs.turns import SessionStart, session_start_from_record, session_start_to_record
+from streams.processors.journal import (
+    JOURNAL,
+    Journal,
+    StagedTable,
+    apply_ops,
+    journaled_commands,
+)
 from streams.processors.limits import MAX_TASK_CHARS
 
 SEP = "\x1f"
@@ -93,6 +105,37 @@ class SessionStore:
         self.complete = False
         """Whether `live` holds every session of the table (after a `rebuild`)."""
         self._managers: dict[str, BudgetManager] = {}
+
+    # -- journaled operations (see `streams.processors.journal`) ------------------------------
+    @contextlib.contextmanager
+    def journal(self, session_id: str, operation: str) -> Iterator[Journal]:
+        """Stage the operation's writes; then, when it sent commands (`Journal.commands`),
+        write them behind a journal row that a worker killed midway redoes; else directly."""
+        staged = StagedTable(self.table)
+        entry = Journal(operation)
+        self.table = staged
+        try:
+            yield entry
+        finally:
+            self.table = staged.base
+            journaled = bool(entry.commands) and sys.exc_info()[0] is None
+            if journaled:
+                self.table[key(session_id, JOURNAL)] = entry.record(staged.ops)
+            apply_ops(self.table, staged.ops)
+            if journaled:
+                self.table.pop(key(session_id, JOURNAL), None)
+
+    def redo(self, session_id: str, operation: str) -> list[BudgetCommand] | None:
+        """An operation cut short by a crash after its journal row: write its rows again, rebuild
+        the session from the table, and return its commands (None: nothing to redo)."""
+        row = self.table.get(key(session_id, JOURNAL))
+        if row is None or row.get("op") != operation:
+            return None
+        apply_ops(self.table, row["ops"])
+        self.table.pop(key(session_id, JOURNAL), None)
+        self.live.pop(session_id, None)
+        self.complete = False
+        return journaled_commands(row)
 
     # -- sessions --------------------------------------------------------------------------
     def manager(self, start: SessionStart, count_factor: float = 1.0) -> BudgetManager:
@@ -172,6 +215,8 @@ class SessionStore:
             for pos, message in sorted(rows.get(session_id, ()), key=lambda r: r[0]):
                 live.session.add(message)
                 live.positions[message.id] = pos
+            if live.positions:  # a message row can be ahead of its cursor (a turn cut short)
+                live.next_pos = max(live.next_pos, max(live.positions.values()) + 1)
             self.live[session_id] = live
         if starts:  # back in order of last activity
             self.live = dict(sorted(self.live.items(), key=lambda item: item[1].last_seen))
@@ -205,6 +250,7 @@ class SessionStore:
             for message_id in list(live.session.messages):
                 self.table.pop(key(session_id, MESSAGE, message_id), None)
         self.table.pop(key(session_id, START), None)
+        self.table.pop(key(session_id, JOURNAL), None)
         self.live.pop(session_id, None)
 
     # -- messages ----------------------------------------------------------------------------

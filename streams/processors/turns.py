@@ -145,11 +145,23 @@ class TurnProcessor:
         elif event.type is TurnEventType.TASK_UPDATE:
             live.session.task = (event.task or "")[:MAX_TASK_CHARS]
         elif message is not None:
-            # A message already present past the cursor is a turn cut short by a crash (its row
-            # reached the changelog, the rest of the turn did not): finish it, cascade included.
-            self.store.add(sid, live, message)
-            first += trim(self.store, sid, live, self.limits)
-            self._budget(sid, live, event.seq, out, first)
+            operation = f"turn {event.seq}"
+            redone = self.store.redo(sid, operation)
+            if redone is not None:  # cut short by a crash after its journal: the same commands
+                live = self.store.get(sid)
+                assert live is not None
+                out.commands += redone
+            else:
+                with self.store.journal(sid, operation) as journal:
+                    # A message already present past the cursor is a turn cut short before its
+                    # journal (its row reached the changelog, nothing else did): finish it.
+                    self.store.add(sid, live, message)
+                    first += trim(self.store, sid, live, self.limits)
+                    self._budget(sid, live, event.seq, out, first)
+                    self.store.save_cursor(sid, live)
+                    journal.commands = out.commands[emitted:]
+            self._snapshot(sid, event.seq, live, out, out.commands[emitted:])
+            return
         self.store.save_cursor(sid, live)
         self._snapshot(sid, event.seq, live, out, out.commands[emitted:])
 
@@ -232,6 +244,23 @@ class TurnProcessor:
         if live is None:
             out.summaries_ignored += 1  # the session ended meanwhile
             return
+        # at this seq: a journal left behind by an earlier crash, before later turns, is stale
+        operation = f"summary {summary.summary_id} at {live.seq}"
+        redone = self.store.redo(sid, operation)
+        if redone is not None:  # cut short by a crash after its journal: the same command
+            live = self.store.get(sid)
+            assert live is not None
+            out.commands += redone
+            out.summaries_applied += 1
+            self._snapshot(sid, live.seq, live, out, redone)
+            return
+        emitted = len(out.commands)
+        with self.store.journal(sid, operation) as journal:
+            self._summary(sid, live, summary, out)
+            journal.commands = out.commands[emitted:]
+
+    def _summary(self, sid: str, live: Live, summary: CompressedHistory, out: Outputs) -> None:
+        """`handle_summary` inside its journal: clear the request, apply the summary."""
         pending = live.pending
         if pending is not None and pending.command_id == summary.source_command_id:
             retry = live.seq + RETRY_SUMMARY_AFTER

@@ -267,6 +267,16 @@ class FaustWorker:
         self._signal(signal.SIGKILL)
         self._process.wait()
 
+    def terminate(self, timeout: float) -> int | None:
+        """SIGTERM only (a graceful shutdown): the exit status, or None if it still runs after
+        `timeout` seconds (then `stop()` or `kill()` it)."""
+        assert self._process is not None, f"worker {self.name} was never started"
+        self._signal(signal.SIGTERM)
+        try:
+            return self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self) -> None:
         """SIGTERM (a graceful shutdown), then SIGKILL after the stop timeout; always reaps."""
         if self._process is None:

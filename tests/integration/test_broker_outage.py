@@ -1,5 +1,7 @@
 """A broker that is not there yet, or goes away for a while: the worker, the summarizer and the
-client SDK wait, log each state change once, and go on without a restart.
+client SDK wait, log each state change once, and go on without a restart. A turn whose send
+fails during the outage (the producer's request timeout) is sent again by the SDK with the
+session's next turn, so the worker's ledger still matches the agent's.
 
 Tansu keeps everything in memory, so restarting it would lose the topics, the changelogs and the
 committed offsets too: that is a new, empty broker, not an outage. The outage test therefore
@@ -14,9 +16,12 @@ import re
 import time
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from streams.broker import EmbeddedBroker, free_port
 from streams.budget import ActionKind
 from streams.client import BudgetClient
+from streams.client.mirror import ledger_matches
 from streams.corpus import generate_conversation
 from streams.summarizer.service import command_line as summarizer_command_line
 from streams.topics import TopicNames
@@ -26,7 +31,7 @@ from tests.integration.outage import OutageProxy
 PARTITIONS = 4
 BROKER_LINES = re.compile(r"broker 127\.0\.0\.1:\d+|Unable connect|Unable to bootstrap")
 MAX_BROKER_LINES = 5
-RETRIES = 300
+RETRIES = 1000
 
 
 def start_pair(faust_worker, bootstrap: str, prefix: str, ready: bool) -> tuple[object, object]:
@@ -96,89 +101,92 @@ def broker_lines(process: object) -> list[str]:
     ]
 
 
-def test_worker_and_summarizer_wait_for_a_broker_that_starts_late(
-    faust_worker, tmp_path, unique_name
-) -> None:
-    port = free_port()  # reserved: nothing listens there yet
-    bootstrap = f"127.0.0.1:{port}"
-    prefix = unique_name("late") + "."
-    worker, summarizer = start_pair(faust_worker, bootstrap, prefix, ready=False)
-    for process in (worker, summarizer):
-        process.wait_for_log(f"broker {bootstrap} unreachable", timeout=60)
-    summarizer.wait_for_log("attempt 4 failed", timeout=60)  # backing off: 0.5, 1, 2, 4 s
-    assert worker.running and summarizer.running  # waiting, not exited
-
-    with EmbeddedBroker(port, log_path=tmp_path / "late-broker.log"):
-        worker.wait_ready(90)
-        summarizer.wait_for_log("summarizer ready", timeout=90)
-        kinds = asyncio.run(agent_round(bootstrap, prefix, prefix + "agent", 40, seed=21))
-
-    assert "DROP" in kinds or "SUMMARIZE" in kinds
-    for process in (worker, summarizer):
-        lines = broker_lines(process)
-        print(f"\n{process.name}: {len(lines)} lines about the broker:\n" + "\n".join(lines))
-        assert 2 <= len(lines) <= MAX_BROKER_LINES, lines
-        again = [line for line in lines if "reachable again" in line]
-        assert again and re.search(r"\((\d+) attempts\)", again[0]), lines
-    attempts = re.search(r"\((\d+) attempts\)", "\n".join(broker_lines(summarizer)))
-    assert attempts and int(attempts.group(1)) >= 4  # several attempts, two lines
-
-
-def test_a_broker_outage_is_ridden_out_by_worker_summarizer_and_client(
+def test_worker_and_summarizer_wait_for_a_late_broker_and_ride_out_an_outage(
     faust_worker, tmp_path, unique_name, wait_for
 ) -> None:
     port = free_port()
-    with (
-        OutageProxy(f"127.0.0.1:{port}") as proxy,
-        EmbeddedBroker(port, advertised=proxy.bootstrap, log_path=tmp_path / "b.log"),
-    ):
-        prefix = unique_name("outage") + "."
-        worker, summarizer = start_pair(faust_worker, proxy.bootstrap, prefix, ready=True)
+    proxy = OutageProxy(f"127.0.0.1:{port}")  # its port is reserved; nothing listens there yet
+    prefix = unique_name("outage") + "."
+    worker, summarizer = start_pair(faust_worker, proxy.bootstrap, prefix, ready=False)
+    processes = (worker, summarizer)
+    for process in processes:
+        process.wait_for_log(f"broker {proxy.bootstrap} unreachable", timeout=60)
+    summarizer.wait_for_log("attempt 4 failed", timeout=60)  # backing off: 0.5, 1, 2, 4 s
+    assert worker.running and summarizer.running  # waiting, not exited
 
-        processes = (worker, summarizer)
+    with (
+        EmbeddedBroker(port, advertised=proxy.bootstrap, log_path=tmp_path / "broker.log"),
+        proxy,
+    ):
+        worker.wait_ready(90)
+        summarizer.wait_for_log("summarizer ready", timeout=90)
+        kinds = asyncio.run(agent_round(proxy.bootstrap, prefix, prefix + "early", 40, seed=21))
+        assert "SUMMARIZE applied" in kinds  # both process traffic once the broker is there
+        attempts = re.search(r"\((\d+) attempts\)", "\n".join(broker_lines(summarizer)))
+        assert attempts and int(attempts.group(1)) >= 4  # several attempts, two lines
+
+        marks = {p.name: p.log_mark() for p in processes}
 
         def noticed() -> bool:
-            return all("unreachable" in "\n".join(broker_lines(p)) for p in processes)
+            return all("unreachable" in p.log_since(marks[p.name]) for p in processes)
 
         async def scenario() -> bool:
-            sid = prefix + "agent"
+            sid, other = prefix + "agent", prefix + "impatient"
             conversation = generate_conversation(seed=22, turns=40)
             messages = [m for m in conversation.messages if m.role != "system"][:40]
-            async with BudgetClient(
-                proxy.bootstrap, topic_prefix=prefix, partitions=PARTITIONS
-            ) as client:
-                await client.start_session(
-                    sid, model="gpt-4o", context_limit=3_000, task=conversation.task
-                )
-                for message in messages[:15]:
-                    await client.publish_turn(sid, message.uncounted())
-                    assert not (await client.context(sid, timeout=30)).fallback
+            async with (
+                BudgetClient(proxy.bootstrap, topic_prefix=prefix, partitions=PARTITIONS) as client,
+                # its producer gives up on a send after 1.5 s: the turn fails during the outage
+                BudgetClient(
+                    proxy.bootstrap,
+                    topic_prefix=prefix,
+                    partitions=PARTITIONS,
+                    request_timeout_ms=1500,
+                ) as impatient,
+            ):
+                for agent, name in ((client, sid), (impatient, other)):
+                    await agent.start_session(
+                        name, model="gpt-4o", context_limit=3_000, task=conversation.task
+                    )
+                    for message in messages[:15]:
+                        await agent.publish_turn(name, message.uncounted())
+                        assert not (await agent.context(name, timeout=30)).fallback
                 proxy.cut()
                 cut_at = time.monotonic()
-                # the agent's next turn waits for the broker (aiokafka retries the send)
+                # the agent's next turn waits for the broker (aiokafka retries the send) ...
                 publish = asyncio.create_task(client.publish_turn(sid, messages[15].uncounted()))
+                # ... the impatient one's fails, and the SDK sends it again with the next turn
+                turn = messages[15].uncounted()
+                failing = asyncio.create_task(impatient.publish_turn(other, turn))
                 await asyncio.to_thread(wait_for, noticed, 60, 0.2, "both to notice the outage")
-                # the outage lasts while the clients retry: a few hundred reconnection attempts
-                # (longer than the worker's group session, so it has to rejoin afterwards)
+                # the outage lasts while the clients retry: a thousand reconnection attempts,
+                # longer than the worker's group session, so it has to rejoin afterwards
                 await asyncio.to_thread(
                     wait_for, lambda: proxy.refused >= RETRIES, 120, 0.2, "reconnection attempts"
                 )
                 waited, lasted = not publish.done(), time.monotonic() - cut_at
+                assert failing.done() and isinstance(failing.exception(), KafkaError)
                 proxy.restore()
                 await asyncio.wait_for(publish, 60)
                 for message in messages[16:]:
-                    await client.publish_turn(sid, message.uncounted())
-                    assert not (await client.context(sid, timeout=60)).fallback
+                    for agent, name in ((client, sid), (impatient, other)):
+                        await agent.publish_turn(name, message.uncounted())
+                        assert not (await agent.context(name, timeout=60)).fallback
+                for agent, name in ((client, sid), (impatient, other)):
+                    mirror = agent.sessions[name]
+                    assert mirror.worker is not None
+                    assert ledger_matches(mirror, mirror.worker.snapshot), name  # nothing lost
                 print(f"\noutage of {lasted:.1f} s, {proxy.refused} reconnection attempts refused")
                 return waited
 
         assert asyncio.run(scenario())  # the publish waited out the outage, then went through
         for process in processes:
-            process.wait_for_log("reachable again", timeout=30)
+            process.wait_for_log("reachable again", timeout=30, since=marks[process.name])
             assert process.running
         kinds = asyncio.run(agent_round(proxy.bootstrap, prefix, prefix + "after", 40, seed=23))
         assert "SUMMARIZE applied" in kinds  # worker and summarizer both work after the outage
-    for process in processes:
-        lines = broker_lines(process)
-        print(f"\n{process.name}: {len(lines)} lines about the broker:\n" + "\n".join(lines))
-        assert len(lines) <= MAX_BROKER_LINES, lines
+        for process in processes:
+            lines = broker_lines(process)
+            print(f"\n{process.name}: {len(lines)} lines about the broker:\n" + "\n".join(lines))
+            assert len(lines) <= MAX_BROKER_LINES, lines  # late start 2, outage 2
+            process.stop()  # while the broker is still there to leave the group
