@@ -267,6 +267,16 @@ class FaustWorker:
         self._signal(signal.SIGKILL)
         self._process.wait()
 
+    def freeze(self) -> None:
+        """SIGSTOP the worker: alive, but answering nothing (a stalled or overloaded worker)."""
+        assert self._process is not None, f"worker {self.name} was never started"
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen worker."""
+        assert self._process is not None, f"worker {self.name} was never started"
+        self._signal(signal.SIGCONT)
+
     def terminate(self, timeout: float) -> int | None:
         """SIGTERM only (a graceful shutdown): the exit status, or None if it still runs after
         `timeout` seconds (then `stop()` or `kill()` it)."""

@@ -35,6 +35,7 @@ def test_the_fleet_survives_worker_and_summarizer_crashes_exactly(
     assert result.stack.worker.starts == 3 and result.stack.summarizer.starts == 2
     assert result.tally.fallbacks > 0  # the agents went on while the worker was down
     assert sum(p.compared for p in result.plans) == 30
+    assert report.baseline_failures == {}  # the crash-free reference passes its own checks
     assert report.failed(summaries=False) == []  # 30 sessions exact, as without crashes
     for sid in report.failed(summaries=True):  # the known issue, and only that
         assert all(f.startswith("ledger") for f in report.failures[sid]), report.failures[sid]
