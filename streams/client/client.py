@@ -272,6 +272,8 @@ class BudgetClient:
         mirror = self._mirror(session_id)
         deadline = time.monotonic() + timeout
         while not mirror.in_step():
+            if mirror.rejected is not None:  # a rejected session never gets in step again
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 log.info(

@@ -5,14 +5,20 @@ dead worker means a local fallback, and the client resyncs when the worker is ba
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
-from streams.budget import ActionKind, Message, to_anthropic, to_openai
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streams.budget import Action, ActionKind, Message, Rule, to_anthropic, to_openai
 from streams.client import BudgetClient, Context, Mirror, SyncBudgetClient
 from streams.client.mirror import ledger_matches
+from streams.codecs import BUDGET_COMMAND, BudgetCommand
 from streams.corpus import generate_fleet
+from streams.errors import RejectedEventError
 from streams.topics import TopicNames
-from tests.integration.fleet import worker_command
+from tests.integration.fleet import CODEC, worker_command
 from tests.integration.test_summarizer import PARTITIONS, start_stack
 
 LIMITS = (5_000, 7_000)
@@ -170,3 +176,33 @@ def test_the_sync_client_for_agents_that_are_not_async(broker, faust_worker, uni
         assert 0 <= client.headroom(sid, "tool_results") <= context.snapshot.effective_limit
         client.report_usage(sid, prompt_tokens=context.tokens)
         client.end_session(sid)
+
+
+def test_a_rejected_session_raises_at_once_instead_of_falling_back(broker, unique_name) -> None:
+    prefix = unique_name("rejected") + "."
+    sid = prefix + "agent"
+
+    async def run() -> None:
+        async with BudgetClient(
+            broker.bootstrap, topic_prefix=prefix, partitions=PARTITIONS
+        ) as client:
+            await client.start_session(sid, model="gpt-4o", context_limit=4_000)
+            await client.publish_turn(sid, Message(id="m1", role="user", content="hello"))
+            # What the worker sends when it evicts an idle session (no worker runs here).
+            evicted = Action(
+                ActionKind.REJECTED, Rule.IDLE_TIMEOUT, (), 0, 0, "idle for 86400 s: evicted"
+            )
+            (command,) = BudgetCommand.plan(sid, 1, [evicted], 0.0, "gpt-4o")
+            producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+            await producer.start()
+            try:
+                value = CODEC.dumps(BUDGET_COMMAND, command)
+                await producer.send_and_wait(TopicNames(prefix).commands, value, key=sid.encode())
+            finally:
+                await producer.stop()
+            started = time.monotonic()
+            with pytest.raises(RejectedEventError, match="evicted"):
+                await client.context(sid, timeout=60)
+            assert time.monotonic() - started < 30  # not after the fallback timeout
+
+    asyncio.run(run())
