@@ -23,6 +23,7 @@ from streams.broker import free_port
 from streams.codecs import (
     BUDGET_COMMAND,
     BUDGET_SNAPSHOT,
+    COMPRESSED_HISTORY,
     TURN_EVENT,
     BudgetCommand,
     BudgetSnapshot,
@@ -318,6 +319,8 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 def _take(found: Audit, topic: str, topics: TopicNames, value: bytes) -> None:
     if topic == topics.turns:
+        if CODEC.holds(COMPRESSED_HISTORY, value):  # an answer forwarded by the worker
+            return
         event = CODEC.loads(TURN_EVENT, value)
         found.turns[event.session_id].append(event)
     elif topic == topics.commands:

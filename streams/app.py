@@ -27,6 +27,7 @@ from streams.codecs import (
     COMPRESSED_HISTORY,
     DEAD_LETTER,
     TURN_EVENT,
+    CompressedHistory,
     DeadLetter,
     TurnEvent,
     TurnEventType,
@@ -145,15 +146,16 @@ def build_app(
         """Decode, embed, process and publish, a micro-batch at a time."""
         processed = 0
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_window):
-            decoded: list[tuple[EventT, TurnEvent]] = []
+            decoded: list[tuple[EventT, TurnEvent | CompressedHistory]] = []
             for event in batch:
                 try:
                     limits.check_event_size(event.message.key, event.value)  # before decoding
-                    decoded.append((event, codec.loads(TURN_EVENT, event.value)))
+                    decoded.append((event, _decode_input(event.value)))
                 except (DecodeError, TokenBudgetError) as error:
                     await _dead_letter(event, error)
             started = time.perf_counter()
-            embedded = await _embed([e for _, e in decoded], store.scorer)
+            turns_only = [e for _, e in decoded if isinstance(e, TurnEvent)]
+            embedded = await _embed(turns_only, store.scorer)
             if embedded:
                 metrics.embedding(time.perf_counter() - started, embedded)
             processed += len(decoded)
@@ -161,9 +163,12 @@ def build_app(
                 # Session state is long-lived; keep the cyclic collector from walking it all.
                 processed = 0
                 gc.freeze()
-            for event, turn in decoded:
-                out = Outputs()
+            for event, item in decoded:
                 _current_event.set(weakref.ref(event))  # table writes go to this partition
+                if isinstance(item, CompressedHistory):
+                    await _apply_summary(event, item)
+                    continue
+                turn, out = item, Outputs()
                 started = time.perf_counter()
                 try:
                     processor.handle(turn, out)
@@ -179,23 +184,41 @@ def build_app(
             metrics.flush()
             yield None
 
+    def _decode_input(value: bytes) -> TurnEvent | CompressedHistory:
+        """A turn, or a summarizer answer forwarded into the session's partition."""
+        if codec.holds(COMPRESSED_HISTORY, value):
+            return codec.loads(COMPRESSED_HISTORY, value)
+        return codec.loads(TURN_EVENT, value)
+
+    async def _apply_summary(event: EventT, summary: CompressedHistory) -> None:
+        out = Outputs()
+        try:
+            processor.handle_summary(summary, out)
+        except Exception as error:  # as for a turn: the partition goes on
+            log.exception("summary %s of session %r failed", summary.summary_id, summary.session_id)
+            await _dead_letter(event, error)
+            return
+        await _send(summary.session_id, out)
+        metrics.observe_summary(summary, out)
+
     @app.agent(compressed)
-    async def apply_summaries(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        """Swap summarized segments for pinned summaries; tell the agents the same."""
+    async def forward_summaries(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        """Forward summarizer answers into their session's partition of the turns topic.
+
+        A session's answers and turns are then one ordered input: a worker restarted after a
+        crash reads them again in the order it first did, so it redoes the same decisions (with
+        two inputs it could interleave them differently and contradict commands already sent).
+        The answer is applied when it comes back on the turns topic; a forward repeated after a
+        crash is applied once (its summary id is already in place).
+        """
         async for event in stream.events():
             try:
                 limits.check_event_size(event.message.key, event.value)
                 summary = codec.loads(COMPRESSED_HISTORY, event.value)
             except (DecodeError, TokenBudgetError) as error:
                 await _dead_letter(event, error)
-                yield None
-                continue
-            out = Outputs()
-            _current_event.set(weakref.ref(event))
-            processor.handle_summary(summary, out)
-            await _send(summary.session_id, out)
-            metrics.observe_summary(summary, out)
-            metrics.flush()
+            else:
+                await turns.send(key=summary.session_id.encode(), value=event.value)
             yield None
 
     async def _publish(turn: TurnEvent, out: Outputs, event: EventT) -> None:

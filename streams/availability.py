@@ -258,14 +258,24 @@ class OutageLog(logging.Filter):
         )
 
 
+_INSTALLED: list[OutageLog] = []
+
+
 def install_outage_log(bootstrap: str, quiet: float = 2.0) -> OutageLog:
     """Put an `OutageLog` on every aiokafka logger and check it every second (daemon thread).
 
-    Call it once the Kafka clients are imported (their loggers exist from then on).
+    Once per process: aiokafka's log lines do not say which client wrote them, so a later call
+    (another client, maybe of another cluster) adds its address to the one filter's name.
     """
     import aiokafka  # noqa: F401  (creates the loggers the filter goes on)
 
+    if _INSTALLED:
+        outage = _INSTALLED[0]
+        if bootstrap not in outage.bootstrap.split(" or "):
+            outage.bootstrap += f" or {bootstrap}"
+        return outage
     outage = OutageLog(bootstrap, quiet=quiet)
+    _INSTALLED.append(outage)
     for name in list(logging.root.manager.loggerDict):
         if name == "aiokafka" or name.startswith("aiokafka."):
             logging.getLogger(name).addFilter(outage)

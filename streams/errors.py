@@ -83,3 +83,19 @@ class EncodeError(TokenBudgetError, ValueError):
 
 class RejectedEventError(TokenBudgetError):
     """A well-formed event that the session's state refuses: a dead letter, never a crash."""
+
+
+class SequenceGapError(RejectedEventError):
+    """An event past the next seq of its session: one before it is missing.
+
+    The session holds at its last seq, so that a producer that resends from `expected` (the
+    client SDK does when the worker is not in step) brings it back without a hole in the ledger.
+    """
+
+    def __init__(self, session_id: str, expected: int, got: int) -> None:
+        super().__init__(
+            f"sequence gap in session {session_id!r}: expected seq {expected}, got {got}; "
+            f"the session holds at seq {expected - 1} until seq {expected} arrives"
+        )
+        self.expected = expected
+        self.got = got

@@ -26,6 +26,7 @@ from streams.errors import (
     DecodeError,
     InvalidMessageError,
     RejectedEventError,
+    SequenceGapError,
     SystemPromptTooLargeError,
     TokenBudgetError,
 )
@@ -60,6 +61,7 @@ DECODE_KINDS = (
 DEAD_LETTER_REASONS = (
     *(f"decode_{kind}" for kind in DECODE_KINDS),
     "rejected",
+    "sequence_gap",
     "system_prompt_too_large",
     "invalid_message",
     "other",
@@ -78,6 +80,8 @@ def dead_letter_reason(error: BaseException) -> str:
     """A dead letter's metric label: one of `DEAD_LETTER_REASONS`, never the error's text."""
     if isinstance(error, DecodeError):
         return f"decode_{error.kind}" if error.kind in DECODE_KINDS else "other"
+    if isinstance(error, SequenceGapError):
+        return "sequence_gap"
     if isinstance(error, RejectedEventError):
         too_large = isinstance(error.__cause__, SystemPromptTooLargeError)
         return "system_prompt_too_large" if too_large else "rejected"

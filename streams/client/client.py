@@ -17,7 +17,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
+from streams.availability import install_outage_log
 from streams.budget import Component, Message, Policy, Scorer
 from streams.client.messages import Format, to_messages
 from streams.client.mirror import Context, Mirror
@@ -55,6 +57,10 @@ class BudgetClient:
     (`security_protocol`, `sasl_mechanism`, `sasl_plain_username`, `ssl_context`, …), e.g.
     `BudgetClient(bootstrap, **streams.security.client_options())` to take them from the
     `TOKENBUDGET_*` environment like the worker does.
+
+    `quiet_outages` (default on): while the broker is away, aiokafka logs an error per
+    reconnect attempt, several a second per client; they are replaced by one WARNING when it
+    goes and one INFO when it answers again (`tokenbudget.broker` logger, process-wide).
     """
 
     def __init__(
@@ -64,12 +70,14 @@ class BudgetClient:
         topic_prefix: str = "",
         partitions: int = 8,
         scorer: Scorer | None = None,
+        quiet_outages: bool = True,
         **kafka_options: Any,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topics = TopicNames(topic_prefix)
         self.partitions = partitions
         self.scorer = scorer
+        self.quiet_outages = quiet_outages
         self.kafka_options = kafka_options
         self.codec = default_codec()
         self.sessions: dict[str, Mirror] = {}
@@ -79,6 +87,9 @@ class BudgetClient:
         self._changed = asyncio.Event()
         self._subscribers: list[tuple[str | None, asyncio.Queue[BudgetCommand]]] = []
         self._unsent: dict[str, list[TurnEvent]] = {}  # per session, oldest first
+        self._sent: dict[str, list[TurnEvent]] = {}  # sent, not yet in a snapshot: may resend
+        self._locks: dict[str, asyncio.Lock] = {}  # one sender per session keeps seq order
+        self._resends: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> BudgetClient:
@@ -92,6 +103,8 @@ class BudgetClient:
         """Connect: the producer, and a reader positioned at the end of the output topics."""
         from streams.broker import create_topics_async
 
+        if self.quiet_outages:  # aiokafka logs every reconnect attempt; say it twice instead
+            install_outage_log(self.bootstrap_servers)
         await create_topics_async(
             self.bootstrap_servers, self.topics.all(), self.partitions, options=self.kafka_options
         )
@@ -121,6 +134,10 @@ class BudgetClient:
 
     async def close(self) -> None:
         """Flush what was published and disconnect."""
+        for task in list(self._resends):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -168,7 +185,7 @@ class BudgetClient:
             await self._send(event)
         except BaseException:
             del self.sessions[session_id]
-            self._unsent.pop(session_id, None)
+            self._forget(session_id)
             raise
         return mirror
 
@@ -244,6 +261,7 @@ class BudgetClient:
         )
         await self._send(event)
         del self.sessions[session_id]
+        self._forget(session_id)
 
     async def _send(self, event: TurnEvent) -> None:
         """Send the session's events not sent yet, then this one, in seq order.
@@ -255,15 +273,62 @@ class BudgetClient:
         """
         if self._producer is None:
             raise RuntimeError("the client is not started: use `async with BudgetClient(...)`")
-        queue = self._unsent.setdefault(event.session_id, [])
-        queue.append(event)
+        async with self._lock(event.session_id):
+            self._unsent.setdefault(event.session_id, []).append(event)
+            await self._flush(event.session_id)
+
+    async def _flush(self, session_id: str) -> None:
+        """Send the session's queue, oldest first; the caller holds the session's lock."""
+        assert self._producer is not None
+        queue = self._unsent.get(session_id, [])
+        sent = self._sent.setdefault(session_id, [])
+        mirror = self.sessions.get(session_id)
+        if mirror is not None and mirror.worker is not None:  # the worker has these: forget
+            sent[:] = [e for e in sent if e.seq > mirror.worker.seq]
         while queue:
             first = queue[0]
             value, key = self.codec.dumps(TURN_EVENT, first), first.session_id.encode()
             await self._producer.send_and_wait(self.topics.turns, value, key=key)
-            if queue and queue[0] is first:
-                queue.pop(0)
-        self._unsent.pop(event.session_id, None)
+            queue.pop(0)
+            sent.append(first)
+
+    async def _resend(self, session_id: str) -> None:
+        """Send again what the worker has not acknowledged with a snapshot, in order.
+
+        Kafka delivered them, but a consumer can still miss one: Faust 0.15.3 may skip a record
+        while it rebalances (docs/FAUST_ON_TANSU.md). The worker then holds the session at the
+        seq before the hole (later events are dead letters of kind `sequence_gap`) until the
+        missing event comes again; the copies of events it has are ignored.
+        """
+        async with self._lock(session_id):
+            mirror = self.sessions.get(session_id)
+            if mirror is None:
+                return
+            done = mirror.worker.seq if mirror.worker is not None else -1
+            again = [e for e in self._sent.pop(session_id, []) if e.seq > done]
+            if again:
+                log.info(
+                    "session %s: resending seq %d-%d, not acknowledged by the worker",
+                    session_id,
+                    again[0].seq,
+                    again[-1].seq,
+                )
+            self._unsent[session_id] = again + self._unsent.get(session_id, [])
+            try:
+                await self._flush(session_id)
+            except KafkaError as error:  # still queued: they go first with the next event
+                log.warning("session %s: resend failed, kept for later: %s", session_id, error)
+
+    def _lock(self, session_id: str) -> asyncio.Lock:
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = self._locks[session_id] = asyncio.Lock()
+        return lock
+
+    def _forget(self, session_id: str) -> None:
+        """Drop what this client keeps for sending a session's events."""
+        for kept in (self._unsent, self._sent, self._locks):
+            kept.pop(session_id, None)
 
     # -- reading -----------------------------------------------------------------------------
     async def context(self, session_id: str, timeout: float = DEFAULT_TIMEOUT) -> Context:
@@ -281,6 +346,7 @@ class BudgetClient:
                     session_id,
                     timeout,
                 )
+                self._resend_later(session_id)
                 return mirror.context(fallback=True)
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
@@ -288,6 +354,12 @@ class BudgetClient:
         if mirror.rejected is not None:
             raise RejectedEventError(f"session {session_id!r} was rejected: {mirror.rejected}")
         return mirror.context(fallback=False)
+
+    def _resend_later(self, session_id: str) -> None:
+        """Resend in the background: the caller gets its fallback context now."""
+        task = asyncio.create_task(self._resend(session_id), name=f"resend {session_id}")
+        self._resends.add(task)
+        task.add_done_callback(self._resends.discard)
 
     def headroom(self, session_id: str, component: Component | str = "tool_results") -> int:
         """Tokens still free for `component`, per the latest snapshot: cap a tool's output."""

@@ -103,6 +103,20 @@ class AvroCodec:
                 raise
             raise DecodeError(str(error), kind="invalid", record=kind.name) from error
 
+    def holds(self, kind: RecordType[Any], data: object) -> bool:
+        """Whether `data` was written with a known schema of `kind`'s record (header only).
+
+        For a topic that carries more than one record type; anything unreadable is False, and
+        decoding it as the topic's main record then gives the dead-letter reason.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            return False
+        try:
+            writer = self.registry.writer(read_fingerprint(bytes(data[:HEADER_SIZE])))
+        except DecodeError:
+            return False
+        return writer.fullname == self.registry.current(kind.name).fullname
+
     def _writer(self, record: str) -> tuple[bytes, DatumWriter, RecordSchema]:
         schema = self.registry.current(record)
         entry = (header(fingerprint(schema)), DatumWriter(schema), schema)

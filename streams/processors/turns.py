@@ -29,7 +29,12 @@ from streams.codecs import (
     TurnEvent,
     TurnEventType,
 )
-from streams.errors import RejectedEventError, SystemPromptTooLargeError, TokenBudgetError
+from streams.errors import (
+    RejectedEventError,
+    SequenceGapError,
+    SystemPromptTooLargeError,
+    TokenBudgetError,
+)
 from streams.processors.limits import MAX_TASK_CHARS, Limits, admit, trim
 from streams.processors.state import UNSEEN, Live, PendingSummary, SessionStore
 
@@ -130,10 +135,16 @@ class TurnProcessor:
         if event.seq <= live.seq:
             out.duplicates += 1
             return
+        if event.seq > live.seq + 1:  # one before it was lost: hold, so it can be sent again
+            raise SequenceGapError(sid, live.seq + 1, event.seq)
         message, first = None, []
         if event.type is TurnEventType.TURN:
             assert event.message is not None
-            message, first = admit(live, event.message, self.limits)  # may refuse: no change yet
+            try:
+                message, first = admit(live, event.message, self.limits)  # no change yet
+            except RejectedEventError:
+                self._skip(sid, live, event.seq, out)
+                raise
         previous, live.seq = live.seq, event.seq
         self.store.touch(sid, live, self.clock())
         emitted = len(out.commands)
@@ -164,6 +175,13 @@ class TurnProcessor:
             return
         self.store.save_cursor(sid, live)
         self._snapshot(sid, event.seq, live, out, out.commands[emitted:])
+
+    def _skip(self, sid: str, live: Live, seq: int, out: Outputs) -> None:
+        """A refused event still takes its seq (the next one is no gap); nothing else changes."""
+        live.seq = seq
+        self.store.touch(sid, live, self.clock())
+        self.store.save_cursor(sid, live)
+        self._snapshot(sid, seq, live, out)
 
     def _usage(self, live: Live, event: TurnEvent, previous: int, out: Outputs) -> None:
         """Compare a billed call with our count of its context; calibrate estimated models.

@@ -11,6 +11,7 @@ FAILED event: the worker then prunes as usual and asks again later.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -169,7 +170,9 @@ class SummarizerService:
             fetch_max_wait_ms=100,
         )
         producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5, **security)
-        await _start_with_retries(producer, consumer, settings.bootstrap, stop)
+        if not await _start_with_retries(producer, consumer, settings.bootstrap, stop):
+            await producer.stop()  # a no-op when it never started
+            return
         log.info(
             "summarizer ready: %s as group %s, backend %s",
             self.names.commands,
@@ -236,26 +239,27 @@ class SummarizerService:
 
 async def _start_with_retries(
     producer: Any, consumer: Any, bootstrap: str, stop: asyncio.Event
-) -> None:
-    """Start both clients, waiting for the broker with backoff; one log line, not a flood."""
+) -> bool:
+    """Start both clients, waiting for the broker with backoff; one log line per state change.
+
+    False when `stop` was set meanwhile (SIGTERM while the broker is away: a clean exit).
+    """
     from aiokafka.errors import KafkaConnectionError
 
-    delay, warned = 0.5, False
-    while True:
+    from streams.availability import BrokerWait
+
+    wait = BrokerWait(bootstrap, log)
+    while not stop.is_set():
         try:
             await producer.start()
             await consumer.start()
-            if warned:
-                log.info("broker %s reachable again", bootstrap)
-            return
         except KafkaConnectionError as error:
-            if not warned:
-                log.warning("broker %s unreachable (%s); retrying with backoff", bootstrap, error)
-                warned = True
-            if stop.is_set():
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait.unreachable(error))
+            continue
+        wait.reachable()
+        return True
+    return False
 
 
 def run_summarizer(settings: Settings, loglevel: str = "info") -> int:

@@ -12,6 +12,7 @@ new ones refused, then the same port listens again with the broker's data intact
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from pathlib import Path
@@ -91,6 +92,20 @@ async def agent_round(bootstrap: str, prefix: str, sid: str, turns: int, seed: i
     return kinds
 
 
+class LogLines(logging.Handler):
+    """The WARNING-and-above lines this (the agents') process logs, by top-level logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.name.split(".")[0], record.getMessage()))
+
+    def of(self, logger: str) -> list[str]:
+        return [text for name, text in self.lines if name == logger]
+
+
 def broker_lines(process: object) -> list[str]:
     """Lines of the process's log (all starts) that are about reaching the broker."""
     text = Path(process.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
@@ -151,6 +166,8 @@ def test_worker_and_summarizer_wait_for_a_late_broker_and_ride_out_an_outage(
                     for message in messages[:15]:
                         await agent.publish_turn(name, message.uncounted())
                         assert not (await agent.context(name, timeout=30)).fallback
+                agents_log = LogLines()
+                logging.getLogger().addHandler(agents_log)
                 proxy.cut()
                 cut_at = time.monotonic()
                 # the agent's next turn waits for the broker (aiokafka retries the send) ...
@@ -168,6 +185,11 @@ def test_worker_and_summarizer_wait_for_a_late_broker_and_ride_out_an_outage(
                 assert failing.done() and isinstance(failing.exception(), KafkaError)
                 proxy.restore()
                 await asyncio.wait_for(publish, 60)
+                logging.getLogger().removeHandler(agents_log)
+                # the SDK's Kafka clients tried a thousand times; the agents' log says so once
+                print(f"\nagents' log during the outage: {agents_log.lines}")
+                assert len(agents_log.of("aiokafka")) <= 2, agents_log.of("aiokafka")
+                assert any("unreachable" in line for line in agents_log.of("tokenbudget"))
                 for message in messages[16:]:
                     for agent, name in ((client, sid), (impatient, other)):
                         await agent.publish_turn(name, message.uncounted())

@@ -14,11 +14,12 @@ from aiokafka import AIOKafkaProducer
 from streams.budget import Action, ActionKind, Message, Rule, to_anthropic, to_openai
 from streams.client import BudgetClient, Context, Mirror, SyncBudgetClient
 from streams.client.mirror import ledger_matches
-from streams.codecs import BUDGET_COMMAND, BudgetCommand
+from streams.codecs import BUDGET_COMMAND, DEAD_LETTER, TURN_EVENT, BudgetCommand, DeadLetter
 from streams.corpus import generate_fleet
 from streams.errors import RejectedEventError
 from streams.topics import TopicNames
 from tests.integration.fleet import CODEC, worker_command
+from tests.integration.test_shutdown import read_topic
 from tests.integration.test_summarizer import PARTITIONS, start_stack
 
 LIMITS = (5_000, 7_000)
@@ -112,10 +113,9 @@ def test_a_worker_that_does_not_answer_means_a_local_fallback_then_a_resync(
     """The worker stalls (SIGSTOP) while the agent goes on: the context falls back to the local
     cascade; once the worker answers again (SIGCONT), the next context is in step.
 
-    Stalled, not killed: a killed worker's restart rebalances its partitions, and Faust 0.15.3
-    can skip an event fetched during that recovery (docs/FAUST_ON_TANSU.md) — the session then
-    has a seq gap, a known open problem this test would only show by chance. The stall stays
-    under the group's session timeout, so no rebalance happens.
+    Stalled, not killed, so that what is tested is the fallback alone: a killed worker's restart
+    rebalances, and Faust 0.15.3 can skip an event then (docs/FAUST_ON_TANSU.md), which the
+    next test covers on purpose. The stall stays under the group's session timeout.
     """
     prefix = unique_name("fallback") + "."
     topics = TopicNames(prefix)
@@ -154,6 +154,67 @@ def test_a_worker_that_does_not_answer_means_a_local_fallback_then_a_resync(
             check(await client.context(sid, timeout=60), mirror, limit)
 
     asyncio.run(run())
+
+
+def test_an_event_the_worker_never_saw_is_sent_again_and_the_session_heals(
+    broker, faust_worker, unique_name
+) -> None:
+    """The broker has every event, but the worker's consumer skipped one (Faust 0.15.3 can,
+    while it rebalances). Here the client's first send of seq 11 is lost on purpose; seq 12
+    arrives. The worker holds the session at seq 10 (seq 12 is a `sequence_gap` dead letter)
+    instead of keeping a ledger one message short; the client's context times out, it resends
+    what no snapshot acknowledged, and the session is whole again."""
+    prefix = unique_name("gap") + "."
+    topics = TopicNames(prefix)
+    faust_worker(
+        "streams",
+        name="budget",
+        command=worker_command(broker.bootstrap, topics, prefix + "worker", PARTITIONS),
+        ready_timeout=90,
+    )
+    messages = turns_of(generate_fleet(1, turns=30, seed=4)[0].messages, 30)
+    sid = prefix + "agent"
+    limit = 4_000
+
+    async def run() -> list[DeadLetter]:
+        async with BudgetClient(
+            broker.bootstrap, topic_prefix=prefix, partitions=PARTITIONS
+        ) as client:
+            await client.start_session(sid, model="gpt-4o", context_limit=limit)
+            mirror = client.sessions[sid]
+            for message in messages[:10]:
+                await client.publish_turn(sid, message)
+            check(await client.context(sid, timeout=30), mirror, limit)
+
+            producer = client._producer
+            assert producer is not None
+            send = producer.send_and_wait
+            lost: list[int] = []
+
+            async def lose_seq_11(topic: str, value: bytes, **kw: object) -> object:
+                event = CODEC.loads(TURN_EVENT, value)
+                if event.seq == 11 and not lost:
+                    lost.append(event.seq)
+                    return None  # "sent": the worker will never see it
+                return await send(topic, value, **kw)
+
+            producer.send_and_wait = lose_seq_11  # type: ignore[method-assign]
+            await client.publish_turn(sid, messages[10])
+            await client.publish_turn(sid, messages[11])
+            held = await client.context(sid, timeout=3.0)
+            assert held.fallback and lost == [11]
+            assert mirror.worker is not None and mirror.worker.seq == 10
+            for message in messages[12:]:
+                await client.publish_turn(sid, message)
+            check(await client.context(sid, timeout=60), mirror, limit)
+            assert mirror.worker.seq == len(messages)
+        letters = await read_topic(broker.bootstrap, topics.dead_letters)
+        return [CODEC.loads(DEAD_LETTER, value) for _, _, value in letters]
+
+    letters = asyncio.run(run())
+    gaps = [letter for letter in letters if "sequence gap" in letter.reason]
+    assert gaps and all(letter.source_topic == topics.turns for letter in gaps)
+    assert "expected seq 11, got 12" in gaps[0].reason
 
 
 def test_the_sync_client_for_agents_that_are_not_async(broker, faust_worker, unique_name) -> None:

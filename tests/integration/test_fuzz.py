@@ -17,7 +17,8 @@ records missing what their type needs, negative seqs, limits or usage, invalid U
 roles, components and strategies, ids with control characters or too long, turns of sessions
 never started, second starts, system prompts or tool schemas over their share (with a REJECTED
 command too), null values and events over `TOKENBUDGET_MAX_EVENT_BYTES`. Accepted as they are:
-unknown models (estimated), absurd but well-formed numbers, gaps in seq. Accepted, changed:
+unknown models (estimated), absurd but well-formed numbers. Held (a dead letter each, the
+session stays at its last seq): events past a hole in the seqs. Accepted, changed:
 messages over `TOKENBUDGET_MAX_MESSAGE_TOKENS` (cut, TRUNCATE) and sessions past
 `TOKENBUDGET_MAX_SESSION_MESSAGES` (DROP). Ignored: seq at or below the session's cursor.
 """
@@ -77,9 +78,15 @@ def valid_sessions(rng: random.Random) -> list[list[TurnEvent]]:
         turn("acme", i, f"hi {i}") for i in range(1, 21)
     ]
     huge = [start("huge-limit", limit=2**62)] + [turn("huge-limit", i, "x") for i in range(1, 11)]
+    return [*sessions, long, big, unknown, huge]
+
+
+def out_of_sequence() -> list[Record]:
+    """Sessions with holes in their seqs: each event past a hole is held (a dead letter)."""
     gaps = [start("gaps")] + [turn("gaps", s, f"seq {s}") for s in (1, 2, 7, 8, 20)]
     swapped = [start("swapped")] + [turn("swapped", s, f"seq {s}") for s in (1, 2, 4, 3, 5, 6)]
-    return [*sessions, long, big, unknown, huge, gaps, swapped]
+    records = map(encode, interleave({"gaps": gaps, "swapped": swapped}))
+    return [Record("out_of_sequence", r.key, r.value) for r in records]
 
 
 def refused_starts() -> list[Record]:
@@ -168,6 +175,9 @@ def timeline(rng: random.Random) -> list[Record]:
         Record("too_large", b"acme", CODEC.dumps(TURN_EVENT, turn("acme", 30, "y" * TEN_MB))),
     ]
     placed += [(rng.uniform(0, len(valid)), 2, r) for r in malformed]
+    odd = out_of_sequence()  # in their order, among the rest
+    places = sorted(rng.uniform(0, len(valid)) for _ in odd)
+    placed += [(at, 3, r) for at, r in zip(places, odd, strict=True)]
     placed.sort(key=lambda p: (p[0], p[1]))
     return [r for _, _, r in placed]
 
@@ -226,6 +236,8 @@ def test_ten_thousand_malformed_events_each_get_one_dead_letter_and_valid_sessio
     )
     assert sum(n for (c, v), n in verdict.items() if v == "dead letter") >= 10_000, verdict
     assert not any(v == "dead letter" for c, v in verdict if c in IGNORED | {"valid"}), verdict
+    # gaps: 7, 8, 20 held; swapped: 4 came before 3, so 4, 5 and 6 wait for a resent 4
+    assert verdict[("out_of_sequence", "dead letter")] == 6
     redelivered = {i for i, r in enumerate(records) if r.category in IGNORED}
     assert redelivered <= oracle.ignored, "a redelivery was not ignored"
 

@@ -12,6 +12,7 @@ from streams.availability import (
     BrokerWait,
     OutageLog,
     create_topics_when_reachable,
+    install_outage_log,
     retriable,
 )
 from streams.broker import free_port
@@ -96,3 +97,12 @@ async def test_waiting_for_topics_ends_when_asked_to_stop(caplog) -> None:
     assert [level for level, _ in records(caplog)] == ["WARNING"]  # one line, many attempts
     aiokafka_lines = [r for r in caplog.records if r.getMessage().startswith("Unable connect")]
     assert aiokafka_lines == []  # its per-attempt lines are left out while waiting
+
+
+def test_the_outage_log_is_installed_once_per_process() -> None:
+    """Every client of an agent process installs it; aiokafka's loggers get one filter."""
+    first = install_outage_log("127.0.0.1:1")
+    again = install_outage_log("127.0.0.1:2")
+    assert again is first and "127.0.0.1:2" in first.bootstrap.split(" or ")
+    assert install_outage_log("127.0.0.1:2").bootstrap == first.bootstrap
+    assert logging.getLogger("aiokafka").filters.count(first) == 1

@@ -297,6 +297,18 @@ def test_a_record_of_another_type_is_refused(codec: AvroCodec) -> None:
     assert caught.value.kind == "wrong_record"
 
 
+def test_holds_tells_the_record_type_from_the_header_alone(codec: AvroCodec) -> None:
+    """The turns topic also carries forwarded summarizer answers; the header says which."""
+    for kind, value in SAMPLES:
+        data = codec.dumps(kind, value)
+        assert codec.holds(kind, data)
+        assert codec.holds(COMPRESSED_HISTORY, data) == (kind is COMPRESSED_HISTORY)
+    answer = codec.dumps(COMPRESSED_HISTORY, next(v for k, v in SAMPLES if k is COMPRESSED_HISTORY))
+    assert codec.holds(COMPRESSED_HISTORY, answer[:HEADER_SIZE])  # the body is not read
+    for junk in (b"", b"\xc3\x01", MARKER + bytes(8), b"not avro at all", None):
+        assert not codec.holds(COMPRESSED_HISTORY, junk)
+
+
 def _raw_turn(message: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
     record = TURN_EVENT.to_record(turn())
     if message is not None:

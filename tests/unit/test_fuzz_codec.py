@@ -60,10 +60,10 @@ def valid_events() -> list[TurnEvent]:
         for i, m in enumerate(messages, 1)
     ]
     usage = Usage(prompt_tokens=120, context_seq=4, context_tokens=118, completion_tokens=7)
-    events += [
-        TurnEvent(f"{SID}/6", SID, 6, TurnEventType.TASK_UPDATE, 2.0, task="new task"),
-        TurnEvent(f"{SID}/7", SID, 7, TurnEventType.USAGE, 2.0, usage=usage),
-        TurnEvent(f"{SID}/8", SID, 8, TurnEventType.SESSION_END, 3.0, end_reason="done"),
+    events += [  # seqs are contiguous: a hole holds the session
+        TurnEvent(f"{SID}/5", SID, 5, TurnEventType.TASK_UPDATE, 2.0, task="new task"),
+        TurnEvent(f"{SID}/6", SID, 6, TurnEventType.USAGE, 2.0, usage=usage),
+        TurnEvent(f"{SID}/7", SID, 7, TurnEventType.SESSION_END, 3.0, end_reason="done"),
     ]
     return events
 

@@ -109,7 +109,11 @@ def test_a_message_whose_fixed_parts_alone_are_too_large_is_a_dead_letter() -> N
     out = drive(proc, [start("s"), turn("s", 1, message)])
     ((_, error),) = out.rejected
     assert "cannot be cut" in str(error)
-    assert "a" not in proc.store.live["s"].session and proc.store.live["s"].seq == 0
+    live = proc.store.live["s"]
+    assert "a" not in live.session and live.seq == 1  # the refusal takes its seq: no hole
+    assert [s.seq for s in out.snapshots] == [0, 1]
+    drive(proc, [turn("s", 2, Message(id="b", role="user", content="next"))])
+    assert "b" in live.session and live.seq == 2
 
 
 def test_a_system_prompt_over_the_largest_message_is_rejected_with_a_command() -> None:

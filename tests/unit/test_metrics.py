@@ -106,7 +106,9 @@ def process_fleet() -> Run:
         dataclasses.replace(sessions[0][0], session_id="too-big", session_start=big),
         dataclasses.replace(sessions[1][3], session_id="never-started"),
         *events[:40],  # redelivered
-        TurnEvent("end", sessions[2][0].session_id, 99, TurnEventType.SESSION_END, 0.0),
+        TurnEvent(
+            "end", sessions[2][0].session_id, len(sessions[2]), TurnEventType.SESSION_END, 0.0
+        ),
     ]
     outs: list[Outputs] = []
     dead_letters: list[BaseException] = []

@@ -9,6 +9,7 @@ import pytest
 from streams.budget import ActionKind, LexicalScorer, Message, Policy
 from streams.codecs import SessionStart, TurnEvent, TurnEventType
 from streams.codecs.commands import command_to_record
+from streams.errors import SequenceGapError
 from streams.processors.state import SessionStore
 from streams.processors.turns import Outputs, TurnProcessor
 from tests.unit.builders import conversation
@@ -164,3 +165,23 @@ def test_a_turn_cut_short_by_a_crash_is_finished_on_redelivery() -> None:
         command_to_record(c) for c in expected.commands if c.seq >= events[cut].seq
     ]
     assert reborn.store.live["s"].session.snapshot() == whole.store.live["s"].session.snapshot()
+
+
+def test_a_hole_in_the_seqs_holds_the_session_until_the_missing_event_comes() -> None:
+    """A consumer that skipped an event (Faust can, while rebalancing) must not leave a ledger
+    short of it: later events are refused until the producer sends the missing one again."""
+    turns = [m for m in conversation(12) if m.role != "system"]
+    events = [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))]
+    proc = processor()
+    out = drive(proc, events[:4] + events[5:8])  # seq 4 never arrived
+    gaps = [error for _, error in out.rejected]
+    assert [(e.expected, e.got) for e in gaps] == [(4, 5), (4, 6), (4, 7)]
+    assert "expected seq 4, got 5" in str(gaps[0]) and isinstance(gaps[0], SequenceGapError)
+    assert proc.store.live["s"].seq == 3 and out.snapshots[-1].seq == 3
+    healed = drive(proc, events[2:])  # the client resends from what the worker acknowledged
+    assert healed.rejected == [] and healed.duplicates == 2
+    whole = drive(processor(), events)
+    assert healed.snapshots[-1] == whole.snapshots[-1]
+    assert [c.command_id for c in out.commands + healed.commands] == [
+        c.command_id for c in whole.commands
+    ]
