@@ -39,14 +39,13 @@ The figures are always printed; failing sessions are listed with what differed (
 turns, commands and snapshots go to `soak-failures.txt` next to the process logs) and the exit
 status is 1.
 
-Known issue (found here, not fixed yet): a session with summaries can end with the worker's
-ledger different from the agent's when a worker crash falls between a turn whose commands
-already reached the agent and the changelog writes of that turn, with a summary answer for the
-session in flight. The restarted worker reads the answer (`history.compressed`) and the redone
-turn (`agent.turns`) from two topics and may interleave them differently from the first time,
-so it takes another path than the commands the agent applied (seen in 0 to 6 of the 50 such
-sessions per full run). The fix is one ordered input per session: summary answers through
-the session's own partition of `agent.turns`, and a turn's state written before its commands.
+What it found, fixed since: (1) a restarted worker could interleave a summary answer
+(`history.compressed`) and a redone turn (`agent.turns`) differently from the first time and
+contradict commands the agent had applied; answers now reach the worker through the session's
+own partition of `agent.turns`, one ordered input. (2) Faust 0.15.3 acknowledged records its
+stream skipped during a restart's recovery, so the commit moved past events no worker had
+processed (196 of 200 sessions lost events after a third kill, once gaps were held instead of
+accepted); the worker now refuses those acknowledgements (docs/FAUST_ON_TANSU.md).
 
 Run: `.venv/bin/python bench/soak.py` (200 sessions × 50 turns, 3 + 3 kills; `--quick` for
 40 × 25; `--baseline replay` skips the crash-free stack run). The processes and the topic
