@@ -24,13 +24,16 @@ At the end the soak waits until the worker and the summarizer have committed all
    `BudgetManager` on uncounted copies;
 3. nothing missing: the snapshot's seq is the last seq published, and every published message is
    in the client's history or was removed by a command the client applied;
-4. same as without crashes: sessions without summaries (strategies `sliding_window` and
-   `importance`; 3 of 4 sessions) end with exactly the history of a crash-free run of the same
-   fleet (a second stack, same seed), and of the same turns replayed through the worker's own
-   `TurnProcessor` in-process. Summaries are asynchronous: where a summary lands among a
-   session's turns depends on the summarizer's timing, so `cascade` sessions (1 of 4, they keep
-   the summarizer busy) are checked by 1-3 only. A session's decisions depend only on its own
-   events, in seq order (one partition, lockstep), so the other sessions' timing does not matter;
+4. same as without crashes, for every session: the client's history equals that of the
+   session's log on `agent.turns` (its turns, redeliveries, resends and the summary answers the
+   worker forwarded there, in their order) replayed once through the worker's own
+   `TurnProcessor` in-process, without a crash. The log is the worker's whole input for the
+   session, so this says the crashes changed nothing. Sessions without summaries (strategies
+   `sliding_window` and `importance`; 3 of 4 sessions) must also end with exactly the history of
+   a crash-free run of the same fleet (a second stack, same seed). `cascade` sessions (1 of 4,
+   they keep the summarizer busy) cannot: where a summary lands among a session's turns
+   depends on the summarizer's timing, in a crash-free run too. A session's decisions depend
+   only on its own log (one partition), so the other sessions' timing does not matter;
 5. each command applied once: the commands the clients applied equal the distinct command ids
    on `budget.commands`; the rest of that topic's records are duplicates (at-least-once
    redelivery after a crash) that the clients received and ignored.
@@ -71,7 +74,7 @@ from streams.broker import EmbeddedBroker
 from streams.budget import ActionKind, LexicalScorer, Message, Snapshot
 from streams.client import BudgetClient, Mirror
 from streams.client.mirror import ledger_matches
-from streams.codecs import TurnEvent
+from streams.codecs import CompressedHistory, TurnEvent
 from streams.codecs.messages import message_to_record
 from streams.corpus import generate_fleet
 from streams.processors.state import SessionStore
@@ -358,6 +361,20 @@ def replay(events: Sequence[TurnEvent]) -> list[Message]:
     return list(live.session.messages.values())
 
 
+def replay_log(records: Sequence[TurnEvent | CompressedHistory]) -> list[Message]:
+    """A session's log on `agent.turns` (turns, redeliveries, resends and forwarded summary
+    answers, in their order) through the worker's own processor once, without crashes."""
+    store = SessionStore({}, LexicalScorer())
+    processor = TurnProcessor(store)
+    for record in records:
+        if isinstance(record, CompressedHistory):
+            processor.handle_summary(record, Outputs())
+        else:
+            processor.handle(record, Outputs())
+    live = store.live[records[0].session_id]
+    return list(live.session.messages.values())
+
+
 def recount(mirror: Mirror) -> Snapshot:
     """The client's history counted from scratch by a fresh manager, on uncounted copies."""
     manager = mirror.start.manager(LexicalScorer())
@@ -406,8 +423,10 @@ def problems(plan: AgentPlan, result: RunResult, base: dict[str, History] | None
     distinct = {c.command_id for c in found.commands.get(sid, ())}
     if tally.applied[sid] != len(distinct):
         out.append(f"applied {tally.applied[sid]} commands, {len(distinct)} on the topic")
+    mine = history_of(list(mirror.session.messages.values()), sid)
+    if mine != history_of(replay_log(found.inputs[sid]), sid):
+        out.append("history differs from a crash-free replay of its agent.turns log")
     if plan.compared:
-        mine = history_of(list(mirror.session.messages.values()), sid)
         events = sorted({e.seq: e for e in found.turns[sid]}.values(), key=lambda e: e.seq)
         if mine != history_of(replay(events), sid):
             out.append("history differs from the in-process replay")
@@ -496,7 +515,8 @@ class SoakReport:
         without = [p for p in plans if p.compared]
         out += [
             f"checked              {len(plans)} sessions: in step, exact ledger and recount, "
-            f"nothing missing, commands once; failed {len(self.failures)}",
+            f"nothing missing, commands once, the history of a crash-free replay of its "
+            f"agent.turns log; failed {len(self.failures)}",
             f"                     {len(without)} without summaries also against the replay"
             + (" and the crash-free run" if self.baseline else "")
             + f"; failed {len(self.failed(summaries=False))}",

@@ -27,6 +27,7 @@ from streams.codecs import (
     TURN_EVENT,
     BudgetCommand,
     BudgetSnapshot,
+    CompressedHistory,
     TurnEvent,
     default_codec,
 )
@@ -242,6 +243,10 @@ class Audit:
     """Everything on the topics for the fleet's sessions, in partition order."""
 
     turns: dict[str, list[TurnEvent]] = field(default_factory=lambda: defaultdict(list))
+    # the worker's whole input per session, in log order: turns and forwarded summary answers
+    inputs: dict[str, list[TurnEvent | CompressedHistory]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     commands: dict[str, list[BudgetCommand]] = field(default_factory=lambda: defaultdict(list))
     snapshots: dict[str, list[BudgetSnapshot]] = field(default_factory=lambda: defaultdict(list))
 
@@ -320,9 +325,12 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 def _take(found: Audit, topic: str, topics: TopicNames, value: bytes) -> None:
     if topic == topics.turns:
         if CODEC.holds(COMPRESSED_HISTORY, value):  # an answer forwarded by the worker
+            answer = CODEC.loads(COMPRESSED_HISTORY, value)
+            found.inputs[answer.session_id].append(answer)
             return
         event = CODEC.loads(TURN_EVENT, value)
         found.turns[event.session_id].append(event)
+        found.inputs[event.session_id].append(event)
     elif topic == topics.commands:
         command = CODEC.loads(BUDGET_COMMAND, value)
         found.commands[command.session_id].append(command)
