@@ -13,7 +13,7 @@ import gc
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -228,7 +228,7 @@ def build_app(
                     await _dead_letter(event, error)
             started = time.perf_counter()
             turns_only = [e for _, e in decoded if isinstance(e, TurnEvent)]
-            embedded = await _embed(turns_only, store.scorer)
+            embedded = await _embed(turns_only, store)
             if embedded:
                 metrics.embedding(time.perf_counter() - started, embedded)
             processed += len(decoded)
@@ -336,25 +336,45 @@ def build_app(
     return app
 
 
-async def _embed(events: Sequence[TurnEvent], scorer: Scorer) -> int:
+async def _embed(events: Sequence[TurnEvent], store: SessionStore) -> int:
     """`prime_batch` in a worker thread, so the event loop keeps serving the consumer."""
-    return await asyncio.get_running_loop().run_in_executor(None, prime_batch, events, scorer)
+    if getattr(store.scorer, "prime", None) is None:
+        return 0
+    tasks = {}
+    for e in events:
+        live = store.live.get(e.session_id)
+        if live is not None:
+            tasks[e.session_id] = live.session.task
+    return await asyncio.get_running_loop().run_in_executor(
+        None, prime_batch, events, store.scorer, tasks
+    )
 
 
-def prime_batch(events: Sequence[TurnEvent], scorer: Scorer) -> int:
+def prime_batch(
+    events: Sequence[TurnEvent], scorer: Scorer, tasks: Mapping[str, str | None] | None = None
+) -> int:
     """Embed a batch's new prunable messages, across sessions, in one model call.
 
+    `tasks`: each session's task before the batch (long messages embed the passages that share
+    the most terms with it); starts and task updates in the batch are followed in order.
     Returns the passages embedded (0 when the model was not called).
     """
     prime = getattr(scorer, "prime", None)
     if prime is None:
         return 0
-    messages = [
-        e.message
-        for e in events
-        if e.type is TurnEventType.TURN and e.message is not None and e.message.component.prunable
-    ]
+    current = dict(tasks or {})
+    messages, message_tasks = [], []
+    for e in events:
+        if e.type is TurnEventType.SESSION_START and e.session_start is not None:
+            current[e.session_id] = e.session_start.task
+        elif e.type is TurnEventType.TASK_UPDATE:
+            current[e.session_id] = e.task
+        elif (
+            e.type is TurnEventType.TURN and e.message is not None and e.message.component.prunable
+        ):
+            messages.append(e.message)
+            message_tasks.append(current.get(e.session_id) or "")
     if not messages:
         return 0
-    embedded = prime(messages)
+    embedded = prime(messages, message_tasks)
     return embedded if isinstance(embedded, int) else len(messages)
