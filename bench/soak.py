@@ -45,10 +45,11 @@ status is 1.
 What it found, fixed since: (1) a restarted worker could interleave a summary answer
 (`history.compressed`) and a redone turn (`agent.turns`) differently from the first time and
 contradict commands the agent had applied; answers now reach the worker through the session's
-own partition of `agent.turns`, one ordered input. (2) Faust 0.15.3 acknowledged records its
-stream skipped during a restart's recovery, so the commit moved past events no worker had
-processed (196 of 200 sessions lost events after a third kill, once gaps were held instead of
-accepted); the worker now refuses those acknowledgements (docs/FAUST_ON_TANSU.md).
+own partition of `agent.turns`, one ordered input. (2) Faust 0.15.3 committed input offsets
+before the table writes of those turns were on the broker (its flush before a commit gives up
+after 100 ms), so a worker killed then restarted a few turns short and never read them again:
+196 of 200 sessions after a third kill, once holes in seqs were held instead of accepted. The
+worker's flush now waits for every write (docs/FAUST_ON_TANSU.md).
 
 Run: `.venv/bin/python bench/soak.py` (200 sessions × 50 turns, 3 + 3 kills; `--quick` for
 40 × 25; `--baseline replay` skips the crash-free stack run). The processes and the topic

@@ -87,8 +87,8 @@ def _no_acks_for_skipped_records() -> None:
 
     Faust 0.15.3's stream drops a record fetched while flow control is off or in an earlier
     consumer generation (a rebalance, a restart's recovery) and acknowledges it anyway, so the
-    commit moves past a record no agent saw: a session loses that event for good. The soak
-    found it after a restart under load (196 of 200 sessions). Such a record was never tracked
+    commit moves past a record no agent saw: a session loses that event for good (a hole the
+    session then waits on, see `SequenceGapError`). Such a record was never tracked
     by the stream (tracking comes after the check); its acknowledgement is refused here, so the
     committed offset stays before it and the seek to committed offsets that follows the
     rebalance delivers it again.
