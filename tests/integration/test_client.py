@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -70,6 +71,24 @@ def check(context: Context, mirror: Mirror, limit: int) -> None:
     )
 
 
+def one_worker(faust_worker: Any, bootstrap: str, topics: TopicNames) -> Any:
+    """One budget worker on these topics, ready."""
+    command = worker_command(bootstrap, topics, topics.prefix + "worker", PARTITIONS)
+    return faust_worker("streams", name="budget", command=command, ready_timeout=90)
+
+
+async def ten_turns_in_step(
+    client: BudgetClient, sid: str, messages: list[Message], limit: int
+) -> Mirror:
+    """Start the session, publish its first ten turns and check the context is in step."""
+    await client.start_session(sid, model="gpt-4o", context_limit=limit)
+    mirror = client.sessions[sid]
+    for message in messages[:10]:
+        await client.publish_turn(sid, message)
+    check(await client.context(sid, timeout=30), mirror, limit)
+    return mirror
+
+
 def test_a_fleet_through_the_sdk_stays_in_step_with_the_worker(
     broker, faust_worker, unique_name
 ) -> None:
@@ -119,12 +138,7 @@ def test_a_worker_that_does_not_answer_means_a_local_fallback_then_a_resync(
     """
     prefix = unique_name("fallback") + "."
     topics = TopicNames(prefix)
-    worker = faust_worker(
-        "streams",
-        name="budget",
-        command=worker_command(broker.bootstrap, topics, prefix + "worker", PARTITIONS),
-        ready_timeout=90,
-    )
+    worker = one_worker(faust_worker, broker.bootstrap, topics)
     conversation = generate_fleet(1, turns=40, seed=9)[0]
     messages = turns_of(conversation.messages, 40)
     sid = prefix + "agent"
@@ -134,11 +148,7 @@ def test_a_worker_that_does_not_answer_means_a_local_fallback_then_a_resync(
         async with BudgetClient(
             broker.bootstrap, topic_prefix=prefix, partitions=PARTITIONS
         ) as client:
-            await client.start_session(sid, model="gpt-4o", context_limit=limit)
-            mirror = client.sessions[sid]
-            for message in messages[:10]:
-                await client.publish_turn(sid, message)
-            check(await client.context(sid, timeout=30), mirror, limit)
+            mirror = await ten_turns_in_step(client, sid, messages, limit)
 
             worker.freeze()
             try:
@@ -166,12 +176,7 @@ def test_an_event_the_worker_never_saw_is_sent_again_and_the_session_heals(
     what no snapshot acknowledged, and the session is whole again."""
     prefix = unique_name("gap") + "."
     topics = TopicNames(prefix)
-    faust_worker(
-        "streams",
-        name="budget",
-        command=worker_command(broker.bootstrap, topics, prefix + "worker", PARTITIONS),
-        ready_timeout=90,
-    )
+    one_worker(faust_worker, broker.bootstrap, topics)
     messages = turns_of(generate_fleet(1, turns=30, seed=4)[0].messages, 30)
     sid = prefix + "agent"
     limit = 4_000
@@ -180,11 +185,7 @@ def test_an_event_the_worker_never_saw_is_sent_again_and_the_session_heals(
         async with BudgetClient(
             broker.bootstrap, topic_prefix=prefix, partitions=PARTITIONS
         ) as client:
-            await client.start_session(sid, model="gpt-4o", context_limit=limit)
-            mirror = client.sessions[sid]
-            for message in messages[:10]:
-                await client.publish_turn(sid, message)
-            check(await client.context(sid, timeout=30), mirror, limit)
+            mirror = await ten_turns_in_step(client, sid, messages, limit)
 
             producer = client._producer
             assert producer is not None
@@ -220,12 +221,7 @@ def test_an_event_the_worker_never_saw_is_sent_again_and_the_session_heals(
 def test_the_sync_client_for_agents_that_are_not_async(broker, faust_worker, unique_name) -> None:
     prefix = unique_name("sync") + "."
     topics = TopicNames(prefix)
-    faust_worker(
-        "streams",
-        name="budget",
-        command=worker_command(broker.bootstrap, topics, prefix + "worker", PARTITIONS),
-        ready_timeout=90,
-    )
+    one_worker(faust_worker, broker.bootstrap, topics)
     conversation = generate_fleet(1, turns=30, seed=2)[0]
     sid = prefix + "agent"
     with SyncBudgetClient(broker.bootstrap, topic_prefix=prefix, partitions=PARTITIONS) as client:
