@@ -33,10 +33,12 @@ class Settings(BaseSettings):
         "on 2 cores: larger batches pad more).",
     )
     embedding_int8: bool = Field(
-        default=True,
+        default=False,
         description="TOKENBUDGET_EMBEDDING_INT8: run the embedding model's linear layers in int8 "
-        "(dynamic quantization, CPU): ~2.3x the passages/s, importance retention unchanged "
-        "(bench/retention.py); false for the float32 model.",
+        "(dynamic quantization, CPU): ~2.3x the passages/s and the same retention "
+        "(bench/retention.py), but a passage's vector then depends on the other texts of its "
+        "batch (cosine down to 0.94), so importance decisions are no longer reproducible: a "
+        "worker redoing a turn after a crash may decide differently. Off by default.",
     )
 
     bootstrap: str = Field(

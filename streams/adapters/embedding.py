@@ -35,9 +35,12 @@ def model_path() -> str:
 class SentenceTransformerEmbedder:
     """Batched, normalised embeddings on the CPU; inputs past the model window are truncated.
 
-    `int8` (default: `TOKENBUDGET_EMBEDDING_INT8`, on) quantizes the linear layers dynamically:
-    on 2 cores MiniLM goes from ~155 to ~366 passages/s, with cosine 0.94 to the float32 vectors
-    and the same retention in `bench/retention.py`.
+    `int8` (default: `TOKENBUDGET_EMBEDDING_INT8`, off) quantizes the linear layers dynamically:
+    on 2 cores MiniLM goes from ~125-155 to ~290-370 passages/s, with the same retention in
+    `bench/retention.py`. Off by default because dynamic quantization scales activations over
+    the whole batch: the same passage embedded beside other texts came out with a cosine of
+    0.94 to itself (float32: 1.000000), so a turn recomputed after a crash, in another
+    micro-batch, could be decided differently under the same command ids.
     """
 
     def __init__(

@@ -222,10 +222,10 @@ class EvidenceScorer:
 
     A long message embeds only its `max_passages` passages that share the most terms with the
     task (ties: the earlier one), not all of them: the model is the worker's bottleneck, and
-    a passage without a task term rarely holds the best match. `bench/retention.py` (int8
-    model): evidence kept 0.715 / 0.764 / 0.889 at the 5 / 10 / 20% budgets with 4 passages,
-    0.701 / 0.771 / 0.896 with all, for 29% fewer passages embedded. A task change picks again;
-    passages are cached by text.
+    a passage without a task term rarely holds the best match. `bench/retention.py`: evidence
+    kept 0.708 / 0.812 / 0.903 at the 5 / 10 / 20% budgets with 4 passages, 0.708 / 0.771 /
+    0.875 with all of them; the worker with scoring on went from 27 to 67 turns/s
+    (`bench/pipeline.py`). A task change picks again; passages are cached by text.
     """
 
     def __init__(
