@@ -230,8 +230,11 @@ def profile(events: list[TurnEvent], scoring: bool) -> str:
     profiler.enable()
     for chunk in range(0, len(data), 256):
         decoded = [CODEC.loads(TURN_EVENT, d) for d in data[chunk : chunk + 256]]
-        tasks = {sid: live.session.task for sid, live in processor.store.live.items()}
-        prime_batch(decoded, scorer, tasks)
+        known = {
+            sid: (live.session.task, live.start.strategy or processor.default_strategy)
+            for sid, live in processor.store.live.items()
+        }
+        prime_batch(decoded, scorer, known, processor.default_strategy)
         for event in decoded:
             out = Outputs()
             processor.handle(event, out)

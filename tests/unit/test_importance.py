@@ -8,8 +8,10 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from streams.budget import Message
+from streams.app import prime_batch
+from streams.budget import Message, Policy
 from streams.budget.importance import EvidenceScorer, passages
+from streams.codecs import SessionStart, TurnEvent, TurnEventType
 
 
 class BagOfWords:
@@ -83,3 +85,32 @@ def test_one_model_call_primes_a_batch_across_sessions_and_tasks() -> None:
     b = Message(id="b", role=b.role, content=b.text, tool_call_id="c3")
     assert scorer.prime([a, b], ["when did eu-3 restart", "what does ticket 881 ask"]) == 8
     assert len(embedder.calls) == 1
+
+
+def test_the_worker_embeds_only_messages_of_sessions_that_rank() -> None:
+    """`importance` and `cascade` sessions rank: their new messages are embedded as they arrive,
+    across sessions in one call, each long one for its session's task. `sliding_window` and
+    `summarization` sessions never rank: nothing of theirs is embedded."""
+    embedder = BagOfWords()
+    scorer = EvidenceScorer(embedder)
+    events = []
+    for sid, strategy in (
+        ("ranked", "importance"),
+        ("cascade", None),
+        ("window", "sliding_window"),
+    ):
+        start = SessionStart("gpt-4o", 8000, Policy(), "", task="refund", strategy=strategy)
+        events.append(TurnEvent(f"{sid}/0", sid, 0, TurnEventType.SESSION_START, 0.0, start))
+        message = long_message(f"Ticket 881 of {sid} asks for a refund.", at=6)
+        message = Message(id=f"{sid}-m", role="tool", content=message.text, tool_call_id="c1")
+        events.append(TurnEvent(f"{sid}/1", sid, 1, TurnEventType.TURN, 0.0, message=message))
+    events.append(TurnEvent("ranked/2", "ranked", 2, TurnEventType.TASK_UPDATE, 0.0, task="eu-3"))
+    late = long_message("Server eu-3 restarted at noon.", at=8)
+    events.append(TurnEvent("ranked/3", "ranked", 3, TurnEventType.TURN, 0.0, message=late))
+    assert prime_batch(events, scorer) == 12
+    assert len(embedder.calls) == 1
+    texts = " | ".join(embedder.embedded)
+    assert "Ticket 881 of ranked" in texts  # among its passages chosen for "refund"
+    assert "Server eu-3 restarted" in texts  # chosen for the task updated before it
+    assert "Ticket 881 of cascade" in texts  # the default strategy ranks too
+    assert "of window" not in texts and "of summary" not in texts
