@@ -276,6 +276,32 @@ def test_a_worker_with_a_wrong_password_exits_at_once_saying_why(secure_broker, 
     assert "Traceback" not in done.stderr
 
 
+async def dead_letter_keys(
+    bootstrap: str,
+    options: dict,
+    topic: str,
+    topics: TopicNames,
+    process: asyncio.Task[None] | None = None,
+) -> list[bytes]:
+    """Send a record that is not Avro to `topic` (key `s1`) and read the dead letter back, all
+    over the given TLS/SASL options: the keys of the first dead letters that arrive."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **options)
+    consumer = AIOKafkaConsumer(
+        topics.dead_letters, bootstrap_servers=bootstrap, auto_offset_reset="earliest", **options
+    )
+    await producer.start()
+    await consumer.start()
+    try:
+        await producer.send_and_wait(topic, b"not avro", key=b"s1")
+        async with asyncio.timeout(30):
+            while not (batches := await consumer.getmany(timeout_ms=200)):
+                assert process is None or not process.done(), process
+        return [r.key for records in batches.values() for r in records]
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
 def test_a_worker_runs_over_sasl_ssl(secure_broker, tls, tmp_path, faust_worker, unique_name):
     front = secure_broker(ssl_context=server_context(tls), users={USER: PASSWORD})
     password = tmp_path / "password"
@@ -298,28 +324,8 @@ def test_a_worker_runs_over_sasl_ssl(secure_broker, tls, tmp_path, faust_worker,
         ssl_cafile=tls.ca,
     ).aiokafka_kwargs()
 
-    async def dead_letter_comes_back() -> bytes:
-        producer = AIOKafkaProducer(bootstrap_servers=front.bootstrap, **options)
-        consumer = AIOKafkaConsumer(
-            topics.dead_letters,
-            bootstrap_servers=front.bootstrap,
-            auto_offset_reset="earliest",
-            **options,
-        )
-        await producer.start()
-        await consumer.start()
-        try:
-            await producer.send_and_wait(topics.turns, b"not avro", key=b"s1")
-            async with asyncio.timeout(30):
-                while True:
-                    batches = await consumer.getmany(timeout_ms=200)
-                    for records in batches.values():
-                        return records[0].key
-        finally:
-            await consumer.stop()
-            await producer.stop()
-
-    assert asyncio.run(dead_letter_comes_back()) == b"s1"
+    keys = asyncio.run(dead_letter_keys(front.bootstrap, options, topics.turns, topics))
+    assert keys == [b"s1"]
     assert set(front.authenticated) == {"ScramServer"}
 
 
@@ -350,24 +356,10 @@ async def test_the_summarizer_consumes_and_produces_over_sasl_ssl(secure_broker,
     await create_topics_async(front.bootstrap, topics.all(), options=options)
     stop = asyncio.Event()
     service = asyncio.create_task(SummarizerService(settings, NoBackend()).run(stop))
-    producer = AIOKafkaProducer(bootstrap_servers=front.bootstrap, **options)
-    consumer = AIOKafkaConsumer(
-        topics.dead_letters,
-        bootstrap_servers=front.bootstrap,
-        auto_offset_reset="earliest",
-        **options,
-    )
-    await producer.start()
-    await consumer.start()
     try:
         # A command it cannot decode comes back as a dead letter: it read and wrote over TLS+SASL.
-        await producer.send_and_wait(topics.commands, b"not avro", key=b"s1")
-        async with asyncio.timeout(30):
-            while not (batches := await consumer.getmany(timeout_ms=200)):
-                assert not service.done(), service
-        assert [r.key for records in batches.values() for r in records] == [b"s1"]
+        keys = await dead_letter_keys(front.bootstrap, options, topics.commands, topics, service)
+        assert keys == [b"s1"]
     finally:
         stop.set()
         await asyncio.wait_for(service, 10)
-        await consumer.stop()
-        await producer.stop()
