@@ -415,7 +415,7 @@ def problems(plan: AgentPlan, result: RunResult, base: dict[str, History] | None
         )
     elif recount(mirror) != latest.snapshot:
         out.append("the recount differs from the worker's last snapshot")
-    seqs = sorted({e.seq for e in found.turns[sid]})
+    seqs = sorted({e.seq for e in found.turns(sid)})
     if seqs != list(range(mirror.seq + 1)):
         out.append(f"turn seqs on agent.turns are not 0..{mirror.seq}")
     lost = {m.id for m in plan.turns} - set(mirror.session.messages) - tally.removed[sid]
@@ -428,7 +428,7 @@ def problems(plan: AgentPlan, result: RunResult, base: dict[str, History] | None
     if mine != history_of(replay_log(found.inputs[sid]), sid):
         out.append("history differs from a crash-free replay of its agent.turns log")
     if plan.compared:
-        events = sorted({e.seq: e for e in found.turns[sid]}.values(), key=lambda e: e.seq)
+        events = sorted({e.seq: e for e in found.turns(sid)}.values(), key=lambda e: e.seq)
         if mine != history_of(replay(events), sid):
             out.append("history differs from the in-process replay")
         other = None if base is None else base.get(sid.replace(result.stack.topics.prefix, "", 1))
@@ -442,7 +442,7 @@ def diagnose(result: RunResult, sid: str, found: list[str]) -> str:
     mirror, audit_ = result.mirrors[sid], result.audit
     lines = [f"== {sid}", *found, "-- turns"]
     lines += [
-        f"  {e.seq} {e.type.value} {e.message.id if e.message else ''}" for e in audit_.turns[sid]
+        f"  {e.seq} {e.type.value} {e.message.id if e.message else ''}" for e in audit_.turns(sid)
     ]
     lines.append("-- commands (in topic order; * = applied by the client)")
     for c in audit_.commands.get(sid, ()):

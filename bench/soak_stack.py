@@ -242,13 +242,16 @@ async def _committed(bootstrap: str, group: str, tps: list[TopicPartition]) -> d
 class Audit:
     """Everything on the topics for the fleet's sessions, in partition order."""
 
-    turns: dict[str, list[TurnEvent]] = field(default_factory=lambda: defaultdict(list))
     # the worker's whole input per session, in log order: turns and forwarded summary answers
     inputs: dict[str, list[TurnEvent | CompressedHistory]] = field(
         default_factory=lambda: defaultdict(list)
     )
     commands: dict[str, list[BudgetCommand]] = field(default_factory=lambda: defaultdict(list))
     snapshots: dict[str, list[BudgetSnapshot]] = field(default_factory=lambda: defaultdict(list))
+
+    def turns(self, sid: str) -> list[TurnEvent]:
+        """The session's turn events in log order (its input less the summary answers)."""
+        return [r for r in self.inputs.get(sid, ()) if isinstance(r, TurnEvent)]
 
     def latest(self, sid: str) -> BudgetSnapshot:
         """The session's latest snapshot: the highest seq, the last of equal ones (a restarted
@@ -273,7 +276,8 @@ class Audit:
     def missing_snapshots(self) -> int:
         """Seqs a session published but never got a snapshot for."""
         missing = 0
-        for sid, events in self.turns.items():
+        for sid in self.inputs:
+            events = self.turns(sid)
             seen = {s.seq for s in self.snapshots.get(sid, ())}
             missing += len({e.seq for e in events} - seen)
         return missing
@@ -329,7 +333,6 @@ def _take(found: Audit, topic: str, topics: TopicNames, value: bytes) -> None:
             found.inputs[answer.session_id].append(answer)
             return
         event = CODEC.loads(TURN_EVENT, value)
-        found.turns[event.session_id].append(event)
         found.inputs[event.session_id].append(event)
     elif topic == topics.commands:
         command = CODEC.loads(BUDGET_COMMAND, value)

@@ -67,7 +67,8 @@ class EmbeddingCache:
         keys = [hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self._vectors))
         if missing:
-            wanted = {k: t for k, t in zip(keys, texts, strict=True) if k in set(missing)}
+            absent = set(missing)
+            wanted = {k: t for k, t in zip(keys, texts, strict=True) if k in absent}
             fresh = self.embedder.embed([wanted[k] for k in missing])
             self.misses += len(missing)
             for key, vector in zip(missing, fresh, strict=True):
@@ -259,7 +260,8 @@ class EvidenceScorer:
 
     def prime(self, messages: Sequence[Message], tasks: Sequence[str] | None = None) -> int:
         """Embed the passages of messages not embedded yet for their task (`tasks`, parallel to
-        `messages`; none: no task), in one model call; returns how many.
+        `messages`; none: no task), in one model call; returns how many texts the model
+        embedded (cached ones are not counted).
 
         The vectors are cached on each message, so a message is embedded once in its life (once
         per task, if it is long) and scoring it later is a small matrix product. The worker
@@ -276,12 +278,13 @@ class EvidenceScorer:
             todo.append((m, task if by_task else None, chunks))
         if not todo:
             return 0
+        before = self.cache.misses
         vectors = self.cache.vectors([c for _, _, cs in todo for c in cs])
         at = 0
         for message, tag, cs in todo:
             message.features[key] = (tag, vectors[at : at + len(cs)])
             at += len(cs)
-        return at
+        return self.cache.misses - before
 
     def _dense(self, task: str, messages: Sequence[Message]) -> list[float]:
         """Best-passage cosine per message, cached on the message for the current task.

@@ -57,15 +57,16 @@ def test_a_long_message_embeds_the_passages_sharing_most_terms_with_the_task() -
     fact = "The quarterly invoice total for Acme was 4,210 euros."
     message = long_message(fact, at=8)
     assert len(passages(message.text)) == 10
-    assert scorer.prime([message], ["what was the Acme invoice total"]) == 4
-    assert fact in embedder.embedded  # buried near the end, chosen for its terms
     chosen, by_task = scorer.chosen(message.text, "what was the Acme invoice total")
     assert by_task and chosen[-1] == fact and chosen[:3] == [FILLER] * 3  # ties: the earliest
+    assert scorer.prime([message], ["what was the Acme invoice total"]) == 2  # distinct texts
+    assert embedder.embedded == [FILLER, fact]  # the fact buried near the end, for its terms
 
     # A new task chooses again; passages already embedded come from the cache.
     before = len(embedder.embedded)
-    assert scorer.prime([message], ["why did the build run again"]) == 4
-    assert len(embedder.embedded) == before  # the same four texts: nothing new to embed
+    assert scorer.prime([message], ["why did the build run again"]) == 0  # four fillers, cached
+    assert len(embedder.embedded) == before
+    assert scorer.chosen(message.text, "acme invoice euros")[0][-1] == fact
 
 
 def test_the_message_holding_the_answer_outscores_filler_after_a_task_change() -> None:
@@ -83,8 +84,10 @@ def test_one_model_call_primes_a_batch_across_sessions_and_tasks() -> None:
     a = long_message("Server eu-3 restarted at noon.", at=7)
     b = long_message("Ticket 881 asks for a refund.", at=6)
     b = Message(id="b", role=b.role, content=b.text, tool_call_id="c3")
-    assert scorer.prime([a, b], ["when did eu-3 restart", "what does ticket 881 ask"]) == 8
-    assert len(embedder.calls) == 1
+    embedded = scorer.prime([a, b], ["when did eu-3 restart", "what does ticket 881 ask"])
+    assert len(embedder.calls) == 1 and embedded == len(embedder.embedded) == 3
+    texts = " | ".join(embedder.embedded)
+    assert "Server eu-3 restarted" in texts and "Ticket 881 asks" in texts
 
 
 def test_the_worker_embeds_only_messages_of_sessions_that_rank() -> None:
@@ -98,6 +101,7 @@ def test_the_worker_embeds_only_messages_of_sessions_that_rank() -> None:
         ("ranked", "importance"),
         ("cascade", None),
         ("window", "sliding_window"),
+        ("summary", "summarization"),
     ):
         start = SessionStart("gpt-4o", 8000, Policy(), "", task="refund", strategy=strategy)
         events.append(TurnEvent(f"{sid}/0", sid, 0, TurnEventType.SESSION_START, 0.0, start))
@@ -107,7 +111,7 @@ def test_the_worker_embeds_only_messages_of_sessions_that_rank() -> None:
     events.append(TurnEvent("ranked/2", "ranked", 2, TurnEventType.TASK_UPDATE, 0.0, task="eu-3"))
     late = long_message("Server eu-3 restarted at noon.", at=8)
     events.append(TurnEvent("ranked/3", "ranked", 3, TurnEventType.TURN, 0.0, message=late))
-    assert prime_batch(events, scorer) == 12
+    assert prime_batch(events, scorer) == len(embedder.embedded) == 4  # distinct texts
     assert len(embedder.calls) == 1
     texts = " | ".join(embedder.embedded)
     assert "Ticket 881 of ranked" in texts  # among its passages chosen for "refund"
