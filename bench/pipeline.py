@@ -32,7 +32,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker, end_offsets, free_port
 from streams.budget import LexicalScorer, Message, Policy
 from streams.codecs import (
     BUDGET_SNAPSHOT,
@@ -207,6 +207,20 @@ async def drive(
     return elapsed, latencies
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; this process when None)."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_split(pids: dict[str, int | None]) -> dict[str, float]:
+    """CPU seconds so far of each named process."""
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (nearest rank)."""
     ordered = sorted(values)
@@ -291,7 +305,7 @@ async def _bytes(bootstrap: str, topics: list[str]) -> int:
             for p in (consumer.partitions_for_topic(t) or range(4))
         ]
         consumer.assign(parts)
-        ends = await consumer.end_offsets(parts)
+        ends = await end_offsets(bootstrap, parts)
         pending = {tp for tp in parts if ends[tp] > 0}
         await consumer.seek_to_beginning(*parts)
         while pending:
@@ -313,7 +327,7 @@ async def bench(args: argparse.Namespace) -> None:
     count, turns = (50, 40) if args.quick else (200, 50)
     scored = (20, 40) if args.quick else (40, 40)  # the model bounds this run: keep it short
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-        for scoring in (False, True):
+        for scoring in {"off": (False,), "on": (True,)}.get(args.only, (False, True)):
             label = "scoring on " if scoring else "scoring off"
             prefix = f"bench{int(scoring)}."
             topics = TopicNames(prefix)
@@ -322,10 +336,19 @@ async def bench(args: argparse.Namespace) -> None:
                 await wait_ready(broker.bootstrap, topics)
                 n, length = scored if scoring else (count, turns)
                 events = interleave(sessions(n, length, f"t{int(scoring)}"))
+                pids = {"worker": worker.process.pid, "broker": broker.pid, "bench": None}
+                before = cpu_split(pids)
                 elapsed, _ = await drive(broker.bootstrap, topics, events, None)
+                spent = {k: v - before[k] for k, v in cpu_split(pids).items()}
                 throughput = len(events) / elapsed
                 print(
                     f"{label}: {len(events)} turns in {elapsed:.1f} s = {throughput:.0f} turns/s",
+                    flush=True,
+                )
+                print(
+                    f"{label}: CPU per turn: "
+                    + ", ".join(f"{k} {v / len(events) * 1e6:.0f} µs" for k, v in spent.items())
+                    + f" (2 cores = {2e6 / throughput:.0f} µs per turn at this rate)",
                     flush=True,
                 )
                 rate = max(20.0, round(throughput * 0.5, -1))
@@ -354,6 +377,7 @@ def main() -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sessions, shorter runs")
+    parser.add_argument("--only", choices=("off", "on"), help="only scoring off, or only on")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     asyncio.run(bench(parser.parse_args()))
     return 0

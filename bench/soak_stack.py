@@ -19,7 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import free_port
+from streams.broker import end_offsets, free_port
 from streams.codecs import (
     BUDGET_COMMAND,
     BUDGET_SNAPSHOT,
@@ -211,7 +211,7 @@ async def quiescent(stack: Stack, timeout: float) -> None:
             done = True
             for _, group, topics in groups:
                 tps = [TopicPartition(x, p) for x in topics for p in await _partitions(consumer, x)]
-                tops = await consumer.end_offsets(tps)
+                tops = await end_offsets(stack.bootstrap, tps)
                 ends |= tops
                 committed = await _committed(stack.bootstrap, group, tps)
                 done = done and all(committed[tp] >= end for tp, end in tops.items())
@@ -298,7 +298,7 @@ async def audit(bootstrap: str, topics: TopicNames, sessions: set[str]) -> Audit
         ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        ends = await end_offsets(bootstrap, partitions)
         left = {tp for tp, end in ends.items() if end > 0}
         deadline = time.monotonic() + 120
         while left:

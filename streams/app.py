@@ -34,6 +34,12 @@ from streams.codecs import (
     default_codec,
 )
 from streams.errors import DecodeError, TokenBudgetError
+from streams.faust_fixes import (
+    complete_flushes,
+    exact_end_offsets,
+    no_acks_for_skipped_records,
+    short_fetch_waits,
+)
 from streams.metrics import WorkerMetrics
 from streams.processors.limits import Limits
 from streams.processors.state import SessionStore
@@ -56,122 +62,16 @@ def build_scorer(settings: Settings) -> Scorer:
     return default_scorer()
 
 
-FETCH_MAX_WAIT_MS = 20
-
-
-def _short_fetch_waits() -> None:
-    """Make the worker's consumer long-poll for at most `FETCH_MAX_WAIT_MS`.
-
-    Faust 0.15 hard-codes `fetch_max_wait_ms=1500`, and a broker may hold a fetch for a good
-    part of that before answering (Tansu answers after ~750 ms even when records are waiting),
-    which alone put ~0.5-1 s between publish and snapshot. The consumer is built in one Faust
-    method; we wrap it and lower the value on the aiokafka consumer before it starts.
-    """
-    from faust.transport.drivers import aiokafka as driver
-
-    create = driver.AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(create, "tokenbudget", False):
-        return
-
-    def create_with_short_waits(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-        return consumer
-
-    create_with_short_waits.tokenbudget = True  # type: ignore[attr-defined]
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create_with_short_waits
-
-
-def _no_acks_for_skipped_records() -> None:
-    """Keep Faust from committing past a record its stream skipped without processing it.
-
-    Faust 0.15.3's stream drops a record fetched while flow control is off or in an earlier
-    consumer generation (a rebalance, a restart's recovery) and acknowledges it anyway, so the
-    commit moves past a record no agent saw: a session loses that event for good (a hole the
-    session then waits on, see `SequenceGapError`). Such a record was never tracked
-    by the stream (tracking comes after the check); its acknowledgement is refused here, so the
-    committed offset stays before it and the seek to committed offsets that follows the
-    rebalance delivers it again.
-    """
-    from faust.transport.consumer import Consumer
-
-    ack = Consumer.ack
-    if getattr(ack, "tokenbudget", False):
-        return
-
-    def ack_if_processed(self: Any, message: Any) -> bool:
-        if not message.tracked:
-            return False
-        return ack(self, message)
-
-    ack_if_processed.tokenbudget = True  # type: ignore[attr-defined]
-    Consumer.ack = ack_if_processed  # type: ignore[method-assign]
-
-
-FLUSH_TIMEOUT = 60.0
-"""Seconds a commit waits for the table writes before it; past that the worker fails loudly."""
-
-
-def _complete_flushes() -> None:
-    """Make the flush before every offset commit wait for every buffered table write.
-
-    Faust 0.15.3 writes table rows through a buffer, and the commit of the input offsets
-    flushes it first, but that flush gives up after 100 ms without a message leaving, and it
-    does not wait for the message being sent when the buffer looks empty. Under load the offsets
-    of turns are then committed before their table rows reach the changelog; a worker killed at
-    that moment restarts with the state of a few turns earlier and never reads those turns
-    again (`bench/soak.py` saw sessions lose three events at once). Every buffered write is a
-    future that completes when the broker acknowledges it: the flush now waits for all of
-    those that were buffered when it began.
-    """
-    from faust.transport.producer import ProducerBuffer
-
-    put, flush = ProducerBuffer.put, ProducerBuffer.flush
-    if getattr(flush, "tokenbudget", False):
-        return
-
-    def put_tracked(self: Any, fut: Any) -> None:
-        unsent = self.__dict__.setdefault("tokenbudget_unsent", set())
-        unsent.add(fut)
-        fut.add_done_callback(unsent.discard)
-        put(self, fut)
-
-    async def flush_all(self: Any) -> None:
-        await flush(self)
-        waiting = list(self.__dict__.get("tokenbudget_unsent", ()))
-        if not waiting:
-            return
-        _, late = await asyncio.wait(waiting, timeout=FLUSH_TIMEOUT)
-        if late:
-            raise RuntimeError(
-                f"{len(late)} table writes not acknowledged by the broker in "
-                f"{FLUSH_TIMEOUT:.0f} s: the input offsets are not committed"
-            )
-
-    flush_all.tokenbudget = True  # type: ignore[attr-defined]
-    ProducerBuffer.put = put_tracked  # type: ignore[method-assign]
-    ProducerBuffer.flush = flush_all  # type: ignore[method-assign]
-
-
-def embedded_overrides(settings: Settings) -> dict[str, Any]:
-    """Faust settings the embedded broker needs (its end offsets are exact only with one record
-    per producer batch; without that, a restarted worker restores its tables short)."""
-    if not settings.embedded_broker:
-        return {}
-    from streams.broker import TANSU_FAUST_SETTINGS
-
-    return {"producer_max_batch_size": TANSU_FAUST_SETTINGS["producer_max_batch_size"]}
-
-
 def build_app(
     settings: Settings, scorer: Scorer | None = None, metrics: WorkerMetrics | None = None
 ) -> faust.App:
     """A configured Faust app with the budget worker's topics, tables and processors."""
     names = TopicNames(settings.topic_prefix)
     n = settings.partitions
-    _short_fetch_waits()
-    _no_acks_for_skipped_records()
-    _complete_flushes()
+    short_fetch_waits()
+    no_acks_for_skipped_records()
+    complete_flushes()
+    security = KafkaSecurity.from_settings(settings)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.bootstrap.split(",")],
@@ -188,12 +88,13 @@ def build_app(
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
-        broker_credentials=KafkaSecurity.from_settings(settings).faust_credentials(),
+        broker_credentials=security.faust_credentials(),
         # The largest record the worker writes is the dead letter of an event at the size limit,
         # or the JSON table row of its message (escapes can double text): room for either.
         producer_max_request_size=max(1_048_576, 2 * settings.max_event_bytes + 65_536),
-        **embedded_overrides(settings),
     )
+    if settings.embedded_broker:
+        exact_end_offsets(app, settings.bootstrap, security.aiokafka_kwargs())
     # Table writes queue in Faust's producer buffer; past 100 pending it stalls the stream and
     # drains one message per wake-up. A turn writes two table rows, so a micro-batch of 256
     # turns needs room for about 600.

@@ -32,6 +32,7 @@ __all__ = [
     "checked_binary",
     "create_topics",
     "create_topics_async",
+    "end_offsets",
     "free_port",
     "kafka_responds",
     "tansu_binary",
@@ -43,12 +44,9 @@ _PORT_RETRIES = 3
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: Faust settings a worker needs on the embedded broker; why each matters: docs/FAUST_ON_TANSU.md.
+#: Tansu's short ListOffsets answer is not a setting: `streams.faust_fixes.exact_end_offsets`.
 TANSU_FAUST_SETTINGS: Mapping[str, Any] = MappingProxyType(
     {
-        # Tansu 0.6 answers ListOffsets(latest) with "base offset of the last batch + 1": after
-        # a multi-record batch a restarted worker stops restoring its changelog early (stale
-        # tables). One record per producer batch keeps end offsets exact.
-        "producer_max_batch_size": 1,
         # A single broker: replicas beyond one cannot be placed.
         "topic_replication_factor": 1,
         # Tansu answers InitProducerId for transactional producers with an error.
@@ -177,6 +175,11 @@ class EmbeddedBroker:
     def log_path(self) -> Path | None:
         """Where the broker's stdout and stderr go."""
         return self._log_path
+
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (benchmarks read its CPU time)."""
+        return self._process.pid if self.running and self._process is not None else None
 
     @property
     def running(self) -> bool:
@@ -348,6 +351,66 @@ async def create_topics_async(
     ]
     if failures:
         raise BrokerUnavailableError(f"could not create topics on {bootstrap}: {failures}")
+
+
+END_OFFSET_TIMEOUT = 10.0
+"""Seconds `end_offsets` waits for the fetches that correct Tansu's answer."""
+
+
+async def end_offsets(
+    bootstrap: str,
+    partitions: Iterable[Any],
+    *,
+    options: Mapping[str, Any] | None = None,
+    timeout: float = END_OFFSET_TIMEOUT,
+) -> dict[Any, int]:
+    """End offsets (last offset + 1) of `partitions` (aiokafka `TopicPartition`s), exact on
+    Tansu 0.6 too.
+
+    Tansu answers ListOffsets(latest) with the base offset of the last record batch + 1, short of
+    the end whenever that batch holds several records; the high watermark of a Fetch response is
+    right. So each partition is fetched once from its listed end - 1 (inside its last batch),
+    and the high watermark that fetch reports is the end. On Kafka both answers agree.
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    from streams.security import SECURITY_OPTIONS
+
+    given = {TopicPartition(tp[0], tp[1]): tp for tp in partitions}
+    wanted = list(given)
+    security = {k: v for k, v in (options or {}).items() if k in SECURITY_OPTIONS}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        **security,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(wanted)
+        listed: dict[Any, int] = dict(await consumer.end_offsets(wanted))
+        ends = dict(listed)
+        unread = {tp for tp in wanted if listed[tp] > 0}
+        for tp in unread:
+            consumer.seek(tp, listed[tp] - 1)
+        deadline = time.monotonic() + timeout
+        while unread and time.monotonic() < deadline:
+            await consumer.getmany(*unread, timeout_ms=100)
+            for tp in list(unread):
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    ends[tp] = max(listed[tp], highwater)
+                    unread.discard(tp)
+        if unread:
+            raise BrokerUnavailableError(
+                f"no fetch answer from {bootstrap} within {timeout:.0f} s for the end offsets of "
+                f"{sorted(str(tp) for tp in unread)}"
+            )
+        return {given[tp]: end for tp, end in ends.items()}
+    finally:
+        await consumer.stop()
 
 
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.broker import end_offsets
 from streams.budget import LexicalScorer, Message, Policy, Snapshot
 from streams.codecs import (
     BUDGET_COMMAND,
@@ -181,7 +182,7 @@ class FleetClient:
         assert self._consumer is not None
         consumer = self._consumer
         partitions = list(consumer.assignment())
-        ends = await consumer.end_offsets(partitions)
+        ends = await end_offsets(self.bootstrap, partitions)
         deadline = time.monotonic() + timeout
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             assert time.monotonic() < deadline, "output topics not read to their end in time"

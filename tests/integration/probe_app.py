@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import faust
 
 from streams.broker import TANSU_FAUST_SETTINGS
+from streams.faust_fixes import exact_end_offsets
 
 BROKER = os.environ.get("TOKENBUDGET_BROKER_URL", "kafka://127.0.0.1:9092")
 NAMESPACE = os.environ.get("PROBE_NAMESPACE", "probe")
@@ -28,6 +29,7 @@ app = faust.App(
     consumer_auto_offset_reset="earliest",
     **TANSU_FAUST_SETTINGS,
 )
+exact_end_offsets(app, BROKER.removeprefix("kafka://"), {})  # Tansu's ListOffsets counts batches
 
 events_topic = app.topic(
     f"{NAMESPACE}-events",

@@ -15,10 +15,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.broker import (
-    TANSU_FAUST_SETTINGS,
     EmbeddedBroker,
     create_topics,
     create_topics_async,
+    end_offsets,
     kafka_responds,
 )
 from streams.errors import BrokerUnavailableError, TokenBudgetError
@@ -150,41 +150,45 @@ async def test_keyed_records_land_on_one_stable_partition(broker, unique_name, w
     assert seen == placements
 
 
-async def _end_offset_after_batches(bootstrap: str, topic: str, max_batch_size: int) -> int:
-    """Produce 1, then 3 (in one go), then 4 records; return what ListOffsets(latest) says."""
-    tp = TopicPartition(topic, 0)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=max_batch_size
-    )
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+async def _produce_batches(bootstrap: str, topic: str) -> None:
+    """Produce 1, then 3 (in one go), then 4 records (one batch each) to partition 0."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
     await producer.start()
-    await consumer.start()
     try:
         for burst in (1, 3, 4):
             pending = [await producer.send(topic, b"turn", partition=0) for _ in range(burst)]
             await producer.flush()
             offsets = [(await sent).offset for sent in pending]
         assert offsets == [4, 5, 6, 7]
-        return (await consumer.end_offsets([tp]))[tp]
     finally:
-        await consumer.stop()
         await producer.stop()
 
 
-async def test_one_record_per_batch_keeps_end_offsets_exact(broker, unique_name):
-    # The workaround in TANSU_FAUST_SETTINGS: Faust restores tables up to these end offsets.
-    topic = unique_name("ends")
-    await create_topics_async(broker.bootstrap, [topic], partitions=1)
-    assert TANSU_FAUST_SETTINGS["producer_max_batch_size"] == 1
-    assert await _end_offset_after_batches(broker.bootstrap, topic, max_batch_size=1) == 8
+async def _listed_end(bootstrap: str, tp: TopicPartition) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return (await consumer.end_offsets([tp]))[tp]
+    finally:
+        await consumer.stop()
+
+
+async def test_end_offsets_are_exact_after_multi_record_batches(broker, unique_name):
+    # What Faust's table recovery reads on Tansu (streams.faust_fixes.exact_end_offsets).
+    topic, empty = unique_name("ends"), unique_name("empty")
+    await create_topics_async(broker.bootstrap, [topic, empty], partitions=2)
+    await _produce_batches(broker.bootstrap, topic)
+    tps = [TopicPartition(topic, 0), TopicPartition(topic, 1), TopicPartition(empty, 0)]
+    assert await end_offsets(broker.bootstrap, tps) == dict(zip(tps, [8, 0, 0], strict=True))
 
 
 async def test_tansu_end_offsets_still_count_batches_not_records(broker, unique_name):
-    # Canary for the Tansu 0.6 quirk behind producer_max_batch_size=1: when it fails, Tansu
-    # reports end offsets correctly and the workaround (and this test) can go.
+    # Canary for the Tansu 0.6 quirk behind `end_offsets`: when it fails, Tansu reports end
+    # offsets correctly and the fix (and this test) can go.
     topic = unique_name("quirk")
     await create_topics_async(broker.bootstrap, [topic], partitions=1)
-    end = await _end_offset_after_batches(broker.bootstrap, topic, max_batch_size=16384)
+    await _produce_batches(broker.bootstrap, topic)
+    end = await _listed_end(broker.bootstrap, TopicPartition(topic, 0))
     assert end == 5, f"ListOffsets(latest) said {end} for 8 records; Tansu may have fixed it"
 
 

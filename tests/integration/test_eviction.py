@@ -10,6 +10,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 
+from streams.broker import end_offsets
 from streams.budget import ActionKind, Rule
 from streams.processors.state import SEP
 from streams.topics import TopicNames
@@ -34,7 +35,7 @@ async def changelog(bootstrap: str, topic: str, timeout: float = 30) -> dict[str
     try:
         while not consumer.assignment():
             await consumer.getmany(timeout_ms=100)
-        ends = await consumer.end_offsets(list(consumer.assignment()))
+        ends = await end_offsets(bootstrap, list(consumer.assignment()))
         await consumer.seek_to_beginning()
         deadline = time.monotonic() + timeout
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:

@@ -14,6 +14,7 @@ from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.broker import end_offsets
 from streams.budget import ActionKind, LexicalScorer
 from streams.codecs import BUDGET_COMMAND, COMPRESSED_HISTORY, TURN_EVENT, BudgetCommand
 from streams.processors.state import SessionStore
@@ -55,7 +56,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, int, bytes]]
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await end_offsets(bootstrap, tps)
         found: list[tuple[int, int, bytes]] = []
         deadline = time.monotonic() + 30
         while any([await consumer.position(tp) < end for tp, end in ends.items()]):

@@ -11,6 +11,7 @@ from collections import Counter
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from streams.broker import end_offsets
 from streams.budget import ActionKind, BudgetManager, Message, Session
 from streams.budget.summarization import summary_id
 from streams.codecs import BUDGET_COMMAND, COMPRESSED_HISTORY, BudgetCommand, SummaryStatus
@@ -128,7 +129,7 @@ async def consumed(bootstrap: str, group: str, topic: str) -> bool:
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        ends = await consumer.end_offsets(tps)
+        ends = await end_offsets(bootstrap, tps)
         return all([(await consumer.committed(tp) or 0) >= ends[tp] for tp in tps])
     finally:
         await consumer.stop()
@@ -256,7 +257,7 @@ async def answers_so_far(bootstrap: str, topics: TopicNames) -> list:
     await consumer.start()
     try:
         await consumer.seek_to_beginning()
-        ends = await consumer.end_offsets(list(consumer.assignment()))
+        ends = await end_offsets(bootstrap, list(consumer.assignment()))
         found = []
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             for records in (await consumer.getmany(timeout_ms=200)).values():
