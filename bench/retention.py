@@ -8,6 +8,8 @@ text. It is pruned to 5%, 10% and 20% of the conversation's prunable tokens with
 - `importance` with the baseline scorer (`CosineRecencyScorer`: cosine + 0.1 × position),
 - `importance` with the default scorer (`EvidenceScorer`: best passage + idf term overlap +
   recency),
+- `importance` with the same scorer over static embeddings (`StaticEmbedder`, per-token vectors
+  distilled from the model: `TOKENBUDGET_EMBEDDING_STATIC`),
 
 and we report the share of the question's evidence messages still in the view (mean over
 questions), plus the default's margin over the baseline in percentage points.
@@ -152,14 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     conversations = generate_fleet(3 if args.quick else 8, args.turns, seed=SEED)
     generated = time.perf_counter() - started
-    from streams.adapters.embedding import default_embedder
+    from streams.adapters.embedding import SentenceTransformerEmbedder, StaticEmbedder
 
     load_started = time.perf_counter()
-    shared = SharedEmbeddings(default_embedder())
+    shared = SharedEmbeddings(SentenceTransformerEmbedder())
     loaded = time.perf_counter() - load_started
     scorers: dict[str, Scorer] = {
         "baseline": CosineRecencyScorer(shared),
         "default": EvidenceScorer(shared),
+        "static": EvidenceScorer(StaticEmbedder()),  # TOKENBUDGET_EMBEDDING_STATIC
     }
     run_started = time.perf_counter()
     shares, by_carrier = evaluate(conversations, scorers)
@@ -172,7 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"budget = share of each conversation's prunable tokens"
     )
     print("mean share of each question's evidence messages kept:\n")
-    labels = ["fits", "sliding_window", "importance+baseline", "importance+default"]
+    labels = [
+        "fits",
+        "sliding_window",
+        "importance+baseline",
+        "importance+default",
+        "importance+static",
+    ]
     header = "  ".join(f"{label:>19}" for label in labels)
     print(f"{'budget (mean tokens)':>20}  {header}  default-baseline")
     ok = True

@@ -40,6 +40,14 @@ class Settings(BaseSettings):
         "batch (cosine down to 0.94), so importance decisions are no longer reproducible: a "
         "worker redoing a turn after a crash may decide differently. Off by default.",
     )
+    embedding_static: bool = Field(
+        default=False,
+        description="TOKENBUDGET_EMBEDDING_STATIC: embed a text as the mean of per-token vectors "
+        "distilled once from the embedding model (~15 s on first use, cached in "
+        "TOKENBUDGET_CACHE_DIR) instead of running the model: scoring on goes from tens to "
+        "hundreds of turns/s, at a few points less retention (bench/retention.py). Decisions "
+        "stay reproducible. Off by default.",
+    )
 
     bootstrap: str = Field(
         default="127.0.0.1:9092",
