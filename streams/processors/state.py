@@ -7,7 +7,10 @@ three kinds of rows per session, all keyed `"<session_id>\\x1f…"`:
 - `…m:<message_id>`: one counted message and its position, written once when the message
   enters, deleted when it is dropped;
 - `…!cursor`: last processed seq, current task, next position, when the session was last
-  active (for idle eviction): a few bytes, written last;
+  active (for idle eviction): a few bytes, written last. A turn that writes a message row
+  folds the cursor (less the task, which only the cursor row holds) into that row instead,
+  written last: one changelog record per ordinary turn instead of two. A rebuild takes the
+  cursor with the highest seq of the two places;
 - `…!summary`: the outstanding SUMMARIZE request (command id and segment ids), or the seq
   before which no new one is asked for after a failure; written when that changes, not per turn.
 
@@ -87,6 +90,8 @@ class Live:
     positions: dict[str, int]
     pending: PendingSummary | None = None
     last_seen: float = 0.0
+    carrier: str | None = None
+    """The message whose row holds the newest cursor (None: the cursor row does)."""
 
     @property
     def count_factor(self) -> float:
@@ -118,12 +123,39 @@ class SessionStore:
             yield entry
         finally:
             self.table = staged.base
+            live = self.live.get(session_id)
+            if live is not None:
+                staged.ops = self._fold_cursor(session_id, live, staged.ops)
             journaled = bool(entry.commands) and sys.exc_info()[0] is None
             if journaled:
                 self.table[key(session_id, JOURNAL)] = entry.record(staged.ops)
             apply_ops(self.table, staged.ops)
             if journaled:
                 self.table.pop(key(session_id, JOURNAL), None)
+
+    def _fold_cursor(self, session_id: str, live: Live, ops: list[list[Any]]) -> list[list[Any]]:
+        """Ops ending in a cursor write: the cursor goes into the last message row they write,
+        moved to the end. Ops that rewrite or delete the row holding the newest cursor without
+        writing a cursor get one written after them, so the newest cursor is never lost."""
+        cursor_key = key(session_id, CURSOR)
+        ends_with_cursor = bool(ops) and len(ops[-1]) == 2 and ops[-1][0] == cursor_key
+        if not ends_with_cursor:
+            carrier = live.carrier and key(session_id, MESSAGE, live.carrier)
+            if carrier and any(op[0] == carrier for op in ops):
+                live.carrier = None
+                ops = [*ops, [cursor_key, self._cursor(live)]]
+            return ops
+        last = {op[0]: i for i, op in enumerate(ops)}
+        prefix = key(session_id, MESSAGE)
+        rows = [i for k, i in last.items() if k.startswith(prefix) and len(ops[i]) == 2]
+        if not rows:
+            return ops
+        i = max(rows)
+        row_key, row = ops[i]
+        cursor = ops[-1][1]
+        folded = row | {"c": {k: cursor[k] for k in ("seq", "next", "at")}}
+        live.carrier = row_key.removeprefix(prefix)
+        return [*ops[:i], *ops[i + 1 : -1], [row_key, folded]]
 
     def redo(self, session_id: str, operation: str) -> list[BudgetCommand] | None:
         """An operation cut short by a crash after its journal row: write its rows again, rebuild
@@ -183,6 +215,7 @@ class SessionStore:
         """
         starts: dict[str, Any] = {}
         cursors: dict[str, Any] = {}
+        folded: dict[str, tuple[str, Any]] = {}  # the newest cursor found in a message row
         pending: dict[str, Any] = {}
         rows: dict[str, list[tuple[int, Message]]] = {}
         for row_key, value in list(self.table.items()):
@@ -198,6 +231,12 @@ class SessionStore:
             elif rest.startswith(CALIBRATION) and session_id == MODELS:
                 self.calibration.load(rest.removeprefix(CALIBRATION), value)
             elif rest.startswith(MESSAGE):
+                cursor = value.get("c")
+                if (
+                    cursor is not None
+                    and cursor["seq"] > folded.get(session_id, ("", {"seq": -2}))[1]["seq"]
+                ):
+                    folded[session_id] = (rest.removeprefix(MESSAGE), cursor)
                 message = message_from_record(value["m"])
                 message.token_count, message.counted_by = value["n"], value["by"]
                 rows.setdefault(session_id, []).append((value["pos"], message))
@@ -207,8 +246,13 @@ class SessionStore:
             manager = self.manager(start, record.get("count_factor", 1.0))
             task = cursor.get("task", start.task or "")[:MAX_TASK_CHARS]
             session = Session(manager, task)
+            carrier = None
+            if session_id in folded and folded[session_id][1]["seq"] > cursor.get("seq", -1):
+                carrier, in_row = folded[session_id]
+                cursor = cursor | in_row
             live = Live(start, session, cursor.get("seq", -1), cursor.get("next", 0), {})
             live.last_seen = cursor.get("at", UNSEEN)
+            live.carrier = carrier
             if session_id in pending:
                 row = pending[session_id]
                 live.pending = PendingSummary(row["cmd"], tuple(row["ids"]), row["retry"])
@@ -308,8 +352,14 @@ class SessionStore:
             self.table[key(MODELS, CALIBRATION, model)] = factor
 
     def save_cursor(self, session_id: str, live: Live) -> None:
-        """Write the few bytes that move on every turn, after everything else of that turn."""
-        self.table[key(session_id, CURSOR)] = {
+        """Write the few bytes that move on every turn, after everything else of that turn
+        (inside a journal, folded into the turn's message row when it writes one)."""
+        live.carrier = None
+        self.table[key(session_id, CURSOR)] = self._cursor(live)
+
+    @staticmethod
+    def _cursor(live: Live) -> dict[str, Any]:
+        return {
             "seq": live.seq,
             "task": live.session.task,
             "next": live.next_pos,

@@ -21,14 +21,17 @@ class Recording(dict):
     def __init__(self) -> None:
         super().__init__()
         self.written = 0
+        self.records = 0
 
     def __setitem__(self, key, value) -> None:
         self.written += len(key) + len(json.dumps(value))
+        self.records += 1
         super().__setitem__(key, value)
 
     def pop(self, key, default=None):
         if key in self:
             self.written += len(key)
+            self.records += 1
         return super().pop(key, default)
 
 
@@ -135,10 +138,32 @@ def test_what_a_turn_writes_does_not_grow_with_the_session(length: int) -> None:
         turn("s", i + 1, Message(id=f"m{i}", role="user", content=body)) for i in range(length)
     ]
     drive(proc, events[:-1])
-    before = table.written
+    before, records = table.written, table.records
     drive(proc, events[-1:])
     per_turn = table.written - before
     assert 150 < per_turn < 600, per_turn
+    assert table.records - records == 1  # the message row, with the cursor folded in
+
+
+def test_a_rebuild_finds_the_newest_cursor_wherever_it_was_folded() -> None:
+    table = Recording()
+    proc = processor(table)
+    turns = [m for m in conversation(30) if m.role != "system"]
+    events = [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))]
+    task = TurnEvent("s-t", "s", len(events), TurnEventType.TASK_UPDATE, 0.0, task="new task")
+    dropped = 0
+    for event in [*events, task]:  # a restart after every event, pruning turns included
+        dropped += sum(c.action.kind is ActionKind.DROP for c in drive(proc, [event]).commands)
+        reborn = processor(table)
+        reborn.store.rebuild()
+        live, want = reborn.store.live["s"], proc.store.live["s"]
+        assert (live.seq, live.next_pos, live.session.task) == (
+            want.seq,
+            want.next_pos,
+            want.session.task,
+        )
+        assert live.session.snapshot() == want.session.snapshot()
+    assert dropped and live.session.task == "new task"
 
 
 def test_a_turn_cut_short_by_a_crash_is_finished_on_redelivery() -> None:
@@ -185,3 +210,18 @@ def test_a_hole_in_the_seqs_holds_the_session_until_the_missing_event_comes() ->
     assert [c.command_id for c in out.commands + healed.commands] == [
         c.command_id for c in whole.commands
     ]
+
+
+def test_the_newest_cursor_survives_when_the_row_holding_it_goes() -> None:
+    # A summary that replaces the newest message deletes the row its cursor was folded into.
+    table = Recording()
+    proc = processor(table)
+    turns = [m for m in conversation(4) if m.role != "system"][:3]
+    drive(proc, [start("s"), *(turn("s", i + 1, m) for i, m in enumerate(turns))])
+    store, live = proc.store, proc.store.live["s"]
+    assert live.carrier == turns[-1].id
+    with store.journal("s", "summary"):
+        store.remove("s", live, [turns[-1].id])
+    reborn = processor(table)
+    reborn.store.rebuild()
+    assert reborn.store.live["s"].seq == live.seq == 3
