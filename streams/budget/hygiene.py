@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from streams.budget.working import Working
 TRUNCATION_MARKER = "\n[… truncated by token budget]"
 _WORD = re.compile(r"\w+", re.UNICODE)
 _ROWS, _BANDS = 4, 8
-_MASK = (1 << 64) - 1
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: each word of an n-gram moves every bit
 _RANDOM = np.random.default_rng(0x70B5)
 _A = _RANDOM.integers(1, 1 << 62, size=_ROWS * _BANDS, dtype=np.uint64) | np.uint64(1)
 _B = _RANDOM.integers(0, 1 << 62, size=_ROWS * _BANDS, dtype=np.uint64)
@@ -37,13 +38,21 @@ class Fingerprint:
 
 
 def shingles(text: str, size: int = 3) -> frozenset[int]:
-    """Hashed word n-grams of a text (for near-duplicate detection)."""
+    """Hashed word n-grams of a text (for near-duplicate detection).
+
+    Hashes are the same in every process (CRC-32 of each word, combined per n-gram; Python's
+    `hash` of a string is salted per process), so a worker restarted after a crash finds the same
+    near duplicates as the one before it.
+    """
     words = _WORD.findall(text.lower())
     if len(words) < size:
-        return frozenset({hash(" ".join(words)) & _MASK})
-    return frozenset(
-        hash(" ".join(words[i : i + size])) & _MASK for i in range(len(words) - size + 1)
-    )
+        return frozenset({zlib.crc32(" ".join(words).encode())})
+    ids = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+    grams = ids[: len(words) - size + 1].copy()
+    with np.errstate(over="ignore"):
+        for k in range(1, size):
+            grams = grams * _MIX + ids[k : len(words) - size + 1 + k]
+    return frozenset(grams.tolist())
 
 
 def fingerprint(message: Message) -> Fingerprint:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -288,3 +291,19 @@ def test_lexical_scorer_prefers_rare_task_terms() -> None:
     ]
     scores = LexicalScorer(recency=0.0).score("which port does the staging database use", messages)
     assert scores[1] > scores[2] > scores[0]
+
+
+def test_near_duplicate_fingerprints_are_the_same_in_every_process() -> None:
+    # Python salts str hashes per process; a restarted worker must find the same duplicates.
+    code = "from streams.budget.hygiene import shingles; print(sorted(shingles('a b c d e f')))"
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(runs) == 1 and runs.pop().count(",") == 3  # four 3-word shingles
