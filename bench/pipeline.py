@@ -1,7 +1,8 @@
 """End-to-end throughput and latency of the budget worker on the embedded broker.
 
 One Tansu broker and one `tokenbudget worker` process (4 partitions), as in the demo. For
-importance scoring off (`--no-scoring`, lexical ranking) and on (the local MiniLM embedder):
+importance scoring off (`--no-scoring`, lexical ranking), on (the local MiniLM embedder) and on
+with static embeddings distilled from it (`TOKENBUDGET_EMBEDDING_STATIC`):
 
 1. throughput: publish N turns of S generated sessions as fast as the producer goes and time
    until the last snapshot arrives (turns/s);
@@ -102,7 +103,9 @@ def stamped(event: TurnEvent) -> bytes:
 class Worker:
     """A `tokenbudget worker` subprocess."""
 
-    def __init__(self, bootstrap: str, prefix: str, scoring: bool, workdir: Path) -> None:
+    def __init__(
+        self, bootstrap: str, prefix: str, scoring: bool, workdir: Path, static: bool = False
+    ) -> None:
         self.log = workdir / f"worker-{prefix}log"
         args = command_line(
             bootstrap,
@@ -113,9 +116,11 @@ class Worker:
             scoring=scoring,
             loglevel="warn",
         )
+        env = os.environ | ({"TOKENBUDGET_EMBEDDING_STATIC": "true"} if static else {})
         self.process = subprocess.Popen(
             args,
             cwd=ROOT,
+            env=env,
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -327,15 +332,17 @@ async def bench(args: argparse.Namespace) -> None:
     count, turns = (50, 40) if args.quick else (200, 50)
     scored = (20, 40) if args.quick else (40, 40)  # the model bounds this run: keep it short
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-        for scoring in {"off": (False,), "on": (True,)}.get(args.only, (False, True)):
+        runs = {"off": [(False, False)], "on": [(True, False)], "static": [(True, True)]}
+        for scoring, static in runs.get(args.only, [(False, False), (True, False), (True, True)]):
             label = "scoring on " if scoring else "scoring off"
-            prefix = f"bench{int(scoring)}."
+            label += " (static embeddings)" if static else ""
+            prefix = f"bench{int(scoring)}{int(static)}."
             topics = TopicNames(prefix)
-            worker = Worker(broker.bootstrap, prefix, scoring, workdir)
+            worker = Worker(broker.bootstrap, prefix, scoring, workdir, static)
             try:
                 await wait_ready(broker.bootstrap, topics)
-                n, length = scored if scoring else (count, turns)
-                events = interleave(sessions(n, length, f"t{int(scoring)}"))
+                n, length = scored if scoring and not static else (count, turns)
+                events = interleave(sessions(n, length, f"t{prefix}"))
                 pids = {"worker": worker.process.pid, "broker": broker.pid, "bench": None}
                 before = cpu_split(pids)
                 elapsed, _ = await drive(broker.bootstrap, topics, events, None)
@@ -351,16 +358,17 @@ async def bench(args: argparse.Namespace) -> None:
                     + f" (2 cores = {2e6 / throughput:.0f} µs per turn at this rate)",
                     flush=True,
                 )
-                rate = max(20.0, round(throughput * 0.5, -1))
-                events = interleave(sessions(n // 2, length, f"l{int(scoring)}"))
-                events = events[: int(rate * (10 if args.quick else 20))]
-                _, latencies = await drive(broker.bootstrap, topics, events, rate)
-                print(
-                    f"{label}: at {rate:.0f} turns/s, publish → snapshot p50 "
-                    f"{statistics.median(latencies) * 1000:.1f} ms, p99 "
-                    f"{percentile(latencies, 0.99) * 1000:.1f} ms",
-                    flush=True,
-                )
+                for share in (0.25, 0.5):  # of the throughput just measured
+                    rate = max(20.0, round(throughput * share, -1))
+                    events = interleave(sessions(n // 2, length, f"l{share}{prefix}"))
+                    events = events[: int(rate * (10 if args.quick else 20))]
+                    _, latencies = await drive(broker.bootstrap, topics, events, rate)
+                    print(
+                        f"{label}: at {rate:.0f} turns/s ({share:.0%} of that), publish → "
+                        f"snapshot p50 {statistics.median(latencies) * 1000:.1f} ms, p99 "
+                        f"{percentile(latencies, 0.99) * 1000:.1f} ms",
+                        flush=True,
+                    )
                 if not scoring:
                     grown = await changelog_bytes(broker.bootstrap, prefix, topics)
                     print(
@@ -370,14 +378,19 @@ async def bench(args: argparse.Namespace) -> None:
                     )
             finally:
                 worker.stop()
-            print(profile(interleave(sessions(40, 40, "p")), scoring), flush=True)
+            if not static:
+                print(profile(interleave(sessions(40, 40, "p")), scoring), flush=True)
 
 
 def main() -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sessions, shorter runs")
-    parser.add_argument("--only", choices=("off", "on"), help="only scoring off, or only on")
+    parser.add_argument(
+        "--only",
+        choices=("off", "on", "static"),
+        help="one run only: scoring off, on (the model), or on with TOKENBUDGET_EMBEDDING_STATIC",
+    )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     asyncio.run(bench(parser.parse_args()))
     return 0

@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     embedded_broker: bool = Field(
         default=False,
         description="TOKENBUDGET_EMBEDDED_BROKER: the broker is the embedded Tansu; apply its "
-        "workarounds (one record per producer batch, see docs/FAUST_ON_TANSU.md).",
+        "workarounds (end offsets from a fetch for table recovery, see docs/FAUST_ON_TANSU.md).",
     )
     default_strategy: str = Field(
         default="cascade",
