@@ -362,9 +362,10 @@ def replay(events: Sequence[TurnEvent]) -> list[Message]:
     return list(live.session.messages.values())
 
 
-def replay_log(records: Sequence[TurnEvent | CompressedHistory]) -> list[Message]:
+def replay_log(records: Sequence[TurnEvent | CompressedHistory]) -> list[Message] | None:
     """A session's log on `agent.turns` (turns, redeliveries, resends and forwarded summary
-    answers, in their order) through the worker's own processor once, without crashes."""
+    answers, in their order) through the worker's own processor once, without crashes; None
+    when the log leaves no live session (its start missing from what was read, say)."""
     store = SessionStore({}, LexicalScorer())
     processor = TurnProcessor(store)
     for record in records:
@@ -372,8 +373,8 @@ def replay_log(records: Sequence[TurnEvent | CompressedHistory]) -> list[Message
             processor.handle_summary(record, Outputs())
         else:
             processor.handle(record, Outputs())
-    live = store.live[records[0].session_id]
-    return list(live.session.messages.values())
+    live = store.live.get(records[0].session_id) if records else None
+    return None if live is None else list(live.session.messages.values())
 
 
 def recount(mirror: Mirror) -> Snapshot:
@@ -425,7 +426,12 @@ def problems(plan: AgentPlan, result: RunResult, base: dict[str, History] | None
     if tally.applied[sid] != len(distinct):
         out.append(f"applied {tally.applied[sid]} commands, {len(distinct)} on the topic")
     mine = history_of(list(mirror.session.messages.values()), sid)
-    if mine != history_of(replay_log(found.inputs[sid]), sid):
+    log = found.inputs.get(sid, [])
+    replayed = replay_log(log)
+    if replayed is None:
+        first = f"{type(log[0]).__name__} seq {getattr(log[0], 'seq', '-')}" if log else "none"
+        out.append(f"its agent.turns log ({len(log)} records, first: {first}) starts no session")
+    elif mine != history_of(replayed, sid):
         out.append("history differs from a crash-free replay of its agent.turns log")
     if plan.compared:
         events = sorted({e.seq: e for e in found.turns(sid)}.values(), key=lambda e: e.seq)

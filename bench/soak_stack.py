@@ -286,7 +286,12 @@ class Audit:
 async def audit(bootstrap: str, topics: TopicNames, sessions: set[str]) -> Audit:
     """Read `agent.turns`, `budget.commands` and `budget.events` from the start to their end."""
     found = Audit()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=50)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        fetch_max_wait_ms=50,
+        auto_offset_reset="earliest",  # from the start, even before the seek below lands
+    )
     await consumer.start()
     try:
         partitions = [
