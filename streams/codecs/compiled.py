@@ -171,11 +171,7 @@ class _Compiler:
 
     def writer(self, schema: Schema) -> Writer:
         """The writer of `schema` (see `compile_writer`)."""
-        found = self._writers.get(id(schema))
-        if found is None:
-            _supported(schema)
-            found = self._writers[id(schema)] = self._new_writer(schema)
-        return found
+        return _cached(self._writers, schema, self._new_writer)
 
     def _new_writer(self, schema: Schema) -> Writer:
         kind = schema.type
@@ -276,11 +272,7 @@ class _Compiler:
 
     def check(self, schema: Schema) -> Check:
         """The check of `schema` (see `compile_check`)."""
-        found = self._checks.get(id(schema))
-        if found is None:
-            _supported(schema)
-            found = self._checks[id(schema)] = self._new_check(schema)
-        return found
+        return _cached(self._checks, schema, self._new_check)
 
     def _new_check(self, schema: Schema) -> Check:
         if isinstance(schema, RecordSchema):
@@ -326,11 +318,7 @@ class _Compiler:
 
     def reader(self, schema: Schema) -> Reader:
         """The reader of `schema` (see `compile_reader`)."""
-        found = self._readers.get(id(schema))
-        if found is None:
-            _supported(schema)
-            found = self._readers[id(schema)] = self._new_reader(schema)
-        return found
+        return _cached(self._readers, schema, self._new_reader)
 
     def _new_reader(self, schema: Schema) -> Reader:
         if isinstance(schema, RecordSchema):
@@ -599,3 +587,12 @@ def _map_reader(read_value: Reader) -> Reader:
         return values, pos
 
     return read_map
+
+
+def _cached(cache: dict[int, Any], schema: Schema, build: Callable[[Schema], Any]) -> Any:
+    """The closure compiled for `schema` in `cache`, built (once) when missing."""
+    found = cache.get(id(schema))
+    if found is None:
+        _supported(schema)
+        found = cache[id(schema)] = build(schema)
+    return found
