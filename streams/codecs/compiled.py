@@ -510,16 +510,8 @@ def _read_bytes(data: bytes, pos: int) -> tuple[Any, int]:
 
 
 def _read_string(data: bytes, pos: int) -> tuple[Any, int]:
-    size = data[pos]
-    if size < 0x80:
-        size = (size >> 1) ^ -(size & 1)
-        pos += 1
-    else:
-        size, pos = read_long(data, pos)
-    end = pos + size
-    if size < 0 or end > len(data):
-        raise _Refused(f"{size} bytes at {pos} of {len(data)}")
-    return data[pos:end].decode(), end  # strict UTF-8, as avro
+    raw, end = _read_bytes(data, pos)
+    return raw.decode(), end  # strict UTF-8, as avro
 
 
 _PRIMITIVE_READERS: dict[str, Reader] = {
