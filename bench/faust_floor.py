@@ -68,17 +68,10 @@ def relay_app() -> object:
     return app
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process (this one when None)."""
-    if pid is None:
-        return sum(os.times()[:2])
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(rows: int) -> str:
     """Start a broker and a relay with `rows` table rows per record; time RECORDS through it."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from pipeline import cpu_seconds
 
     from streams.broker import EmbeddedBroker, create_topics_async, free_port
 
