@@ -41,6 +41,7 @@ from streams.faust_fixes import (
     short_fetch_waits,
 )
 from streams.metrics import WorkerMetrics
+from streams.processors.batches import ready_batches
 from streams.processors.limits import Limits
 from streams.processors.state import SessionStore
 from streams.processors.turns import Outputs, TurnProcessor
@@ -51,6 +52,8 @@ from streams.topics import TopicNames
 
 log = logging.getLogger("tokenbudget.worker")
 FREEZE_EVERY = 5000
+SEND_EVERY = 0.002
+"""Seconds of processing in a micro-batch before its snapshots and commands are let out."""
 
 
 def build_scorer(settings: Settings) -> Scorer:
@@ -119,7 +122,7 @@ def build_app(
     async def process_turns(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         """Decode, embed, process and publish, a micro-batch at a time."""
         processed = 0
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_window):
+        async for batch in ready_batches(stream, settings.batch_size, settings.batch_window):
             decoded: list[tuple[EventT, TurnEvent | CompressedHistory]] = []
             for event in batch:
                 try:
@@ -137,6 +140,7 @@ def build_app(
                 # Session state is long-lived; keep the cyclic collector from walking it all.
                 processed = 0
                 gc.freeze()
+            handed = time.perf_counter()
             for event, item in decoded:
                 _current_event.set(weakref.ref(event))  # table writes go to this partition
                 if isinstance(item, CompressedHistory):
@@ -152,6 +156,11 @@ def build_app(
                     continue
                 await _publish(turn, out, event)
                 ended = time.perf_counter()
+                if ended - handed > SEND_EVERY:
+                    # Let the producer ship what this batch has sent so far: without a turn of
+                    # the event loop nothing leaves before the whole batch is done.
+                    await asyncio.sleep(0)
+                    handed = time.perf_counter()
                 sent = event.message.timestamp  # producer's clock: clamp a skew at 0
                 lag = max(0.0, time.time() - sent) if sent else None
                 metrics.observe_turn(turn, out, ended - started, lag)

@@ -133,9 +133,10 @@ class Settings(BaseSettings):
         default=256, ge=1, description="TOKENBUDGET_BATCH_SIZE: most turns per micro-batch."
     )
     batch_window: float = Field(
-        default=0.01,
-        gt=0,
-        description="TOKENBUDGET_BATCH_WINDOW: seconds to wait to fill a micro-batch.",
+        default=0.0,
+        ge=0,
+        description="TOKENBUDGET_BATCH_WINDOW: seconds a micro-batch waits for more turns after "
+        "its first; 0 hands it over as soon as the input backlog is drained.",
     )
     session_timeout: float = Field(
         default=6.0,

@@ -36,10 +36,12 @@ def pipeline(broker, faust_worker, unique_name) -> Callable[..., object]:
     topics = TopicNames(prefix)
     app_id = prefix + "worker"
 
-    def start(count: int = 1, **kw: object) -> tuple[TopicNames, list[object]]:
+    def start(
+        count: int = 1, env: dict[str, str] | None = None, **kw: object
+    ) -> tuple[TopicNames, list[object]]:
         command = worker_command(broker.bootstrap, topics, app_id, PARTITIONS, **kw)
         workers = [
-            faust_worker("streams", command=command, name=f"budget{i}", ready_timeout=90)
+            faust_worker("streams", command=command, name=f"budget{i}", ready_timeout=90, env=env)
             for i in range(count)
         ]
         return topics, workers
@@ -107,6 +109,18 @@ def test_fifty_sessions_stay_exact_and_commands_fire_at_thresholds(broker, pipel
     assert_exact(collected, expected, fleet)
     assert all(len(collected.snapshots[sid]) == 41 for sid in fleet)  # no duplicates either
     assert collected.dead_letters == []
+
+
+def test_full_and_windowed_micro_batches_lose_and_reorder_nothing(broker, pipeline) -> None:
+    # Three turns per micro-batch: a burst fills batch after batch (the stream waits for each
+    # to be handled); the window makes a batch wait for more after its first turn.
+    topics, _ = pipeline(env={"TOKENBUDGET_BATCH_SIZE": "3", "TOKENBUDGET_BATCH_WINDOW": "0.05"})
+    fleet = fleet_events(8, 20, seed=2)
+    expected = replay(interleave(fleet))
+
+    collected = exchange(broker, topics, interleave(fleet), all_snapshots(expected), 120)
+    assert_exact(collected, expected, fleet)
+    assert all(len(collected.snapshots[sid]) == 21 for sid in fleet)
 
 
 def test_duplicates_and_redeliveries_change_nothing(broker, pipeline) -> None:
