@@ -1,8 +1,9 @@
-"""The embedded broker's CPU per record as a partition's record batches pile up.
+"""The embedded broker's CPU per record as a partition fills up.
 
 Measured here on Tansu 0.6's in-memory engine: a fetch that returns records costs the broker
-more the more its partition already holds, while producing does not. The pipeline benchmark therefore starts every run on a fresh broker, and a long-lived
-embedded broker (the demo's, a long test session's) gets slower to read from as it fills.
+more the more its partition already holds, while producing does not. The pipeline benchmark
+therefore starts every run on a fresh broker, and a long-lived embedded broker (the demo's, a
+long test session's) gets slower to read from as it fills.
 
 Each round produces `--round` records in small batches (a few records each, ~1,800 records/s)
 to one partition and, unless `--produce-only`, reads them back at the tail as they come; it
