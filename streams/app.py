@@ -123,6 +123,7 @@ def build_app(
         """Decode, embed, process and publish, a micro-batch at a time."""
         processed = FREEZE_EVERY  # the first batch freezes what start-up loaded
         async for batch in ready_batches(stream, settings.batch_size, settings.batch_window):
+            metrics.batch(len(batch))
             decoded: list[tuple[EventT, TurnEvent | CompressedHistory]] = []
             for event in batch:
                 try:

@@ -40,6 +40,7 @@ UTILIZATION_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 
 """Fine around the thresholds (70, 85, 95%), where operators look."""
 TURN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 EMBEDDING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 SUMMARY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 COUNT_ERROR_BUCKETS = (-0.5, -0.2, -0.1, -0.05, -0.02, -0.01, 0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -187,6 +188,13 @@ class WorkerMetrics:
             buckets=LAG_BUCKETS,
             registry=registry,
         )
+        self.batch_turns = Histogram(
+            "tokenbudget_batch_turns",
+            "Events per micro-batch: 1 while the worker keeps up, more as a backlog builds "
+            "(at most TOKENBUDGET_BATCH_SIZE).",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
         self.embedding_seconds = Histogram(
             "tokenbudget_embedding_seconds",
             "Duration of one embedding model call (a micro-batch's new prunable messages).",
@@ -316,6 +324,10 @@ class WorkerMetrics:
     def dead_letter(self, error: BaseException) -> None:
         """Count one dead letter under its bounded reason."""
         self.dead_letters.labels(dead_letter_reason(error)).inc()
+
+    def batch(self, events: int) -> None:
+        """Record the size of one micro-batch."""
+        self.batch_turns.observe(events)
 
     def embedding(self, seconds: float, passages: int) -> None:
         """Record one embedding model call over `passages` passages."""

@@ -208,6 +208,7 @@ def worker_command(
     partitions: int,
     scoring: bool = False,
     store: str = "memory://",
+    metrics_port: int = 0,
 ) -> Callable[..., list[str]]:
     """The `tokenbudget worker` command line for the conftest's worker fixture."""
 
@@ -221,6 +222,7 @@ def worker_command(
             partitions=partitions,
             scoring=scoring,
             store=store,
+            metrics_port=metrics_port,
         )
 
     return command

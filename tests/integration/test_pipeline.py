@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import random
 import re
+import urllib.request
 from collections.abc import Callable
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from streams.broker import free_port
 from streams.budget import BudgetManager, Message, Session
 from streams.codecs import BUDGET_SNAPSHOT, TURN_EVENT, TurnEvent, TurnEventType
 from streams.topics import TopicNames
@@ -111,16 +114,45 @@ def test_fifty_sessions_stay_exact_and_commands_fire_at_thresholds(broker, pipel
     assert collected.dead_letters == []
 
 
-def test_full_and_windowed_micro_batches_lose_and_reorder_nothing(broker, pipeline) -> None:
-    # Three turns per micro-batch: a burst fills batch after batch (the stream waits for each
-    # to be handled); the window makes a batch wait for more after its first turn.
-    topics, _ = pipeline(env={"TOKENBUDGET_BATCH_SIZE": "3", "TOKENBUDGET_BATCH_WINDOW": "0.05"})
+@pytest.mark.parametrize("window", ["0", "0.05"])
+def test_micro_batches_fill_from_a_backlog_and_lose_and_reorder_nothing(
+    broker, pipeline, window
+) -> None:
+    # Three turns per micro-batch: the backlog of a burst fills batch after batch (the stream
+    # waits for each to be handled); a window makes a batch wait for more after its first turn.
+    port = free_port()
+    topics, _ = pipeline(
+        env={"TOKENBUDGET_BATCH_SIZE": "3", "TOKENBUDGET_BATCH_WINDOW": window},
+        metrics_port=port,
+    )
     fleet = fleet_events(8, 20, seed=2)
     expected = replay(interleave(fleet))
 
     collected = exchange(broker, topics, interleave(fleet), all_snapshots(expected), 120)
     assert_exact(collected, expected, fleet)
     assert all(len(collected.snapshots[sid]) == 21 for sid in fleet)
+    sizes = batch_sizes(port)  # the backlog of the burst filled batches, never past 3
+    print(f"\nmicro-batches by size, window {window} s: {sizes}")
+    assert sizes[3.0] > 0 and sizes[float("inf")] == 0, sizes
+    assert sum(size * n for size, n in sizes.items() if size <= 3) >= 8 * 21
+
+
+def batch_sizes(port: int) -> dict[float, int]:
+    """The worker's micro-batches by size (the `tokenbudget_batch_turns` buckets, de-cumulated)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    cumulative = {
+        float(sample.labels["le"]): int(sample.value)
+        for family in text_string_to_metric_families(text)
+        if family.name == "tokenbudget_batch_turns"
+        for sample in family.samples
+        if sample.name.endswith("_bucket")
+    }
+    out, below = {}, 0
+    for bound in sorted(cumulative):
+        out[bound] = cumulative[bound] - below
+        below = cumulative[bound]
+    return out
 
 
 def test_duplicates_and_redeliveries_change_nothing(broker, pipeline) -> None:

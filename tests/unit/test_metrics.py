@@ -300,7 +300,7 @@ def test_every_metric_is_named_and_documented_by_prometheus_conventions() -> Non
             assert family.name.startswith("tokenbudget_"), family.name
             assert family.documentation and len(family.documentation) > 20, family.name
             if family.type == "histogram":
-                assert family.name.endswith(("_seconds", "_ratio")), family.name
+                assert family.name.endswith(("_seconds", "_ratio", "_turns")), family.name
             for sample in family.samples:
                 if family.type == "counter" and not sample.name.endswith("_created"):
                     assert sample.name.endswith("_total"), sample.name
