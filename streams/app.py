@@ -139,8 +139,8 @@ def build_app(
             processed += len(decoded)
             if processed >= FREEZE_EVERY:
                 # Session state, like what start-up loaded (Faust, the tokenizer, the model),
-                # is long-lived: keep the cyclic collector from walking it all (a full
-                # collection over the start-up heap alone stalled the worker for ~60 ms).
+                # is long-lived: keep the cyclic collector from walking it all (before the
+                # start-up heap was frozen, a full collection stalled the worker for 61 ms).
                 processed = 0
                 gc.freeze()
             handed = time.perf_counter()
